@@ -1,0 +1,144 @@
+//! Fault injection: latency, errors per route, secondary rate limits, and writes whose response
+//! is dropped after they were applied (to test that clients never apply a write twice).
+//!
+//! Rules are deterministic by default (`times`: the next N matching requests); `rate` adds a
+//! seeded probability so a test run can be replayed.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every API request before it is handled.
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub rules: Vec<FaultRule>,
+    /// Seed of the generator behind `rate`.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// `"METHOD /template"` as in `/_emulator/stats` (e.g. `"POST /repos/{owner}/{repo}/issues"`),
+    /// `"METHOD *"`, or `"*"` for every route.
+    pub route: String,
+    pub fault: FaultKind,
+    /// Status for `error` (default 502) and `secondary_limit` (default 403; GitHub also uses 429).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `retry-after` seconds for `secondary_limit` (default 60).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Apply to the next N matching requests only; unlimited when absent.
+    #[serde(default)]
+    pub times: Option<u64>,
+    /// Probability (0..=1) that a matching request is hit; always when absent.
+    #[serde(default)]
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with an error status without handling the request.
+    Error,
+    /// Answer as GitHub's secondary rate limit does: 403/429 with `retry-after`.
+    SecondaryLimit,
+    /// Handle the request (the write is applied), then drop the connection without a response.
+    DropAfterWrite,
+}
+
+impl FaultRule {
+    fn matches(&self, route: &str) -> bool {
+        if self.route == "*" || self.route == route {
+            return true;
+        }
+        match self.route.split_once(' ') {
+            Some((method, "*")) => route.split_once(' ').is_some_and(|(m, _)| m == method),
+            _ => false,
+        }
+    }
+}
+
+impl Faults {
+    /// The fault to apply to a request on `route`, consuming one of its `times`.
+    pub fn take(&mut self, route: &str) -> Option<FaultRule> {
+        for index in 0..self.rules.len() {
+            if !self.rules[index].matches(route) {
+                continue;
+            }
+            if let Some(rate) = self.rules[index].rate
+                && self.next_unit() >= rate
+            {
+                continue;
+            }
+            let rule = self.rules[index].clone();
+            if let Some(times) = &mut self.rules[index].times {
+                *times = times.saturating_sub(1);
+                if *times == 0 {
+                    self.rules.remove(index);
+                }
+            }
+            return Some(rule);
+        }
+        None
+    }
+
+    /// A uniform number in [0, 1) from a splitmix64 generator seeded by `seed`.
+    fn next_unit(&mut self) -> f64 {
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(route: &str, times: Option<u64>, rate: Option<f64>) -> FaultRule {
+        FaultRule {
+            route: route.to_string(),
+            fault: FaultKind::Error,
+            status: None,
+            retry_after: None,
+            times,
+            rate,
+        }
+    }
+
+    #[test]
+    fn times_are_consumed() {
+        let mut faults = Faults {
+            rules: vec![rule("GET /user", Some(2), None)],
+            ..Faults::default()
+        };
+        assert!(faults.take("GET /rate_limit").is_none());
+        assert!(faults.take("GET /user").is_some());
+        assert!(faults.take("GET /user").is_some());
+        assert!(faults.take("GET /user").is_none());
+        assert!(faults.rules.is_empty());
+    }
+
+    #[test]
+    fn method_wildcard_and_rate_are_seeded() {
+        let make = || Faults {
+            rules: vec![rule("POST *", None, Some(0.5))],
+            seed: 7,
+            ..Faults::default()
+        };
+        let (mut a, mut b) = (make(), make());
+        let hits_a: Vec<bool> = (0..64).map(|_| a.take("POST /x").is_some()).collect();
+        let hits_b: Vec<bool> = (0..64).map(|_| b.take("POST /x").is_some()).collect();
+        assert_eq!(hits_a, hits_b, "same seed, same faults");
+        let hits = hits_a.iter().filter(|h| **h).count();
+        assert!((16..=48).contains(&hits), "about half: {hits}");
+        assert!(a.take("GET /x").is_none());
+    }
+}
