@@ -1,0 +1,32 @@
+//! One module per command, one dispatch `match` (CONVENTIONS 2).
+//!
+//! Each `commands/<name>.rs` holds `<Name>Args` (its doc comment is the help text) and
+//! `run(ctx, args)`. Commands parse, call into the domain modules and print; business rules live
+//! elsewhere. Adding a command is a variant here, a module, and an arm in [`dispatch`].
+
+pub mod doctor;
+pub mod emulator;
+
+use clap::Subcommand;
+
+use crate::context::Ctx;
+use crate::error::CrewError;
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the token, repository, settings and GitHub features crew relies on
+    Doctor(doctor::DoctorArgs),
+
+    /// Run the bundled GitHub emulator
+    #[command(subcommand)]
+    Emulator(emulator::EmulatorCommand),
+}
+
+/// Runs the chosen command.
+pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
+    match command {
+        Command::Doctor(args) => doctor::run(ctx, args).await,
+        Command::Emulator(command) => emulator::run(ctx, command).await,
+    }
+}
