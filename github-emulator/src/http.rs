@@ -85,6 +85,12 @@ impl Caller {
     }
 }
 
+/// Set on a response by a handler serving one of GitHub's `POST` aliases of a `PATCH` operation
+/// (GitHub takes `POST` where it documents `PATCH`; octocrab's `update_comment` relies on it), so
+/// the recorded response names the operation GitHub's description documents.
+#[derive(Debug, Clone)]
+pub struct RecordAs(pub Method);
+
 /// Rate points a handler spent, when it is not the REST default of one (GraphQL computes cost).
 #[derive(Debug, Clone, Copy)]
 pub struct RatePoints(pub u64);
@@ -322,9 +328,12 @@ pub async fn github_layer(
 
     // 2. Authentication.
     let token = token_of(request.headers());
-    let login = match &token {
+    let known = token
+        .as_ref()
+        .map(|token| shared.lock().data.tokens.get(token).cloned());
+    let login = match known {
         None => None,
-        Some(token) => match shared.lock().data.tokens.get(token).cloned() {
+        Some(found) => match found {
             Some(login) => Some(login),
             None => {
                 shared.lock().stats.record(&route, 0, false);
@@ -467,7 +476,10 @@ pub async fn github_layer(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(RecordedResponse {
-                method: method.to_string(),
+                method: parts
+                    .extensions
+                    .get::<RecordAs>()
+                    .map_or_else(|| method.to_string(), |alias| alias.0.to_string()),
                 route: template,
                 status: parts.status.as_u16(),
                 body,

@@ -19,6 +19,7 @@ pub mod contract;
 mod control;
 pub mod faults;
 mod gitrepo;
+mod graphql;
 mod http;
 mod render;
 mod rest;
@@ -120,6 +121,7 @@ impl Builder {
 
 fn app(shared: Arc<Shared>) -> Router {
     let api = rest::router()
+        .merge(graphql::router())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             http::github_layer,
@@ -128,6 +130,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(api)
         .merge(control::router())
         .fallback(http::unknown_route)
+        .method_not_allowed_fallback(http::unknown_route)
         .with_state(shared)
 }
 

@@ -14,8 +14,17 @@ use crate::http::{ApiError, AppState, Caller};
 use crate::render;
 use crate::state::{Permission, Repo, State};
 
+mod actions;
+mod git;
+mod issues;
+mod pulls;
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(issues::router())
+        .merge(git::router())
+        .merge(pulls::router())
+        .merge(actions::router())
         .route("/user", get(get_user))
         .route("/rate_limit", get(get_rate_limit))
         .route("/repos/{owner}/{repo}", get(get_repo))
