@@ -37,6 +37,11 @@ use http::Shared;
 use state::State;
 pub use world::World;
 
+/// The emulator's GraphQL schema (SDL), so tests can check it against GitHub's published one.
+pub fn graphql_sdl() -> String {
+    graphql::sdl()
+}
+
 /// How to start an emulator.
 #[derive(Debug, Default)]
 pub struct Builder {

@@ -603,7 +603,8 @@ pub fn node_id(prefix: &str, id: u64) -> String {
 
 /// The inverse of [`node_id`]: `(prefix, database id)`.
 pub fn parse_node_id(node_id: &str) -> Option<(&str, u64)> {
-    let (prefix, encoded) = node_id.rsplit_once('_')?;
+    // Prefixes never hold `_`; URL-safe base64 may, so split at the first one.
+    let (prefix, encoded) = node_id.split_once('_')?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(encoded)
         .ok()?;
@@ -621,6 +622,9 @@ mod tests {
         assert!(id.starts_with("I_"));
         assert_eq!(parse_node_id(&id), Some(("I", 123_456)));
         assert_eq!(parse_node_id("I_garbage!"), None);
+        // 1023 encodes with a `_` inside the base64 part.
+        let id = node_id("PVT", 1023);
+        assert_eq!(parse_node_id(&id), Some(("PVT", 1023)), "{id}");
     }
 
     #[test]
