@@ -1,0 +1,15 @@
+//! crew: dispatch AI coding agents onto GitHub issues, with GitHub as the source of truth.
+//!
+//! The binary is a thin wrapper around [`main_exit_code`]; see DESIGN.md for the architecture.
+
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod env_vars;
+pub mod error;
+pub mod github;
+pub mod printer;
+pub mod settings;
+
+pub use cli::{main_exit_code, run};
