@@ -136,7 +136,12 @@ pub async fn run(cli: Cli, printer: Printer, env: Env) -> Result<(), CrewError> 
     let cwd = std::env::current_dir().map_err(StartupError::CurrentDir)?;
     let settings = Settings::resolve(&cli.global, &env, &cwd)?;
     let ctx = Ctx::new(settings, printer);
-    commands::dispatch(&ctx, &cli.command).await
+    let result = commands::dispatch(&ctx, &cli.command).await;
+    // `-v`: what the command cost in requests, whether it succeeded or not.
+    if let Some(github) = ctx.github_if_built() {
+        ctx.printer.verbose(github.request_summary());
+    }
+    result
 }
 
 /// Loads `./.env` without overriding variables that are already set; a missing file is fine.

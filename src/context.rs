@@ -80,6 +80,11 @@ impl Ctx {
             .await
     }
 
+    /// The GitHub client if a command built it, so the request summary can be printed at exit.
+    pub fn github_if_built(&self) -> Option<&GitHub> {
+        self.github.get()
+    }
+
     /// The GitHub client, built on first use with the token (if any) and, when a repository is
     /// known, the cache for conditional GETs.
     pub async fn github(&self) -> Result<&GitHub, CrewError> {

@@ -1,14 +1,12 @@
 //! `crew doctor` end to end: the real binary against the emulator, in a temporary clone whose
 //! origin is the emulator's bare repository, with a temporary HOME, cache and PATH.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::{BOT, Control, OUTSIDER, TestResult};
 use github_emulator::EmulatorHandle;
 use serde_json::Value;
-use support::{BOT, Control, OUTSIDER, TestResult};
 
 /// A hermetic place to run crew in.
 struct Sandbox {
@@ -119,7 +117,7 @@ fn detail<'a>(report: &'a Value, name: &str) -> TestResult<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_for_the_bot_and_cleans_up_its_probe() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     let sandbox = Sandbox::new(&emulator)?;
     sandbox.write_config("[project]\nnumber = 1\n")?;
@@ -159,7 +157,7 @@ async fn doctor_passes_for_the_bot_and_cleans_up_its_probe() -> TestResult {
         routes["DELETE /repos/{owner}/{repo}/git/refs/{ref}"]["requests"],
         1
     );
-    let github = support::client(&emulator, BOT, None)?;
+    let github = crate::support::client(&emulator, BOT, None)?;
     let widgets = "acme/widgets".parse()?;
     assert!(
         github
@@ -175,7 +173,7 @@ async fn doctor_passes_for_the_bot_and_cleans_up_its_probe() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_fails_for_an_outsider_without_write_access() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     let sandbox = Sandbox::new(&emulator)?;
 
@@ -230,7 +228,7 @@ async fn doctor_fails_for_an_outsider_without_write_access() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_fails_clearly_for_a_bad_token_without_printing_it() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let sandbox = Sandbox::new(&emulator)?;
     let secret = "ghp_DoctorMustNotPrintThis0123456789";
 
@@ -260,7 +258,7 @@ async fn doctor_fails_clearly_for_a_bad_token_without_printing_it() -> TestResul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_fails_without_a_token() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let sandbox = Sandbox::new(&emulator)?;
 
     let (code, report, _) = sandbox.doctor_json(&emulator, None).await?;
@@ -273,7 +271,7 @@ async fn doctor_fails_without_a_token() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_tells_a_rate_limited_token_from_a_bad_one() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control.rate_limit("crew-bot", "core", 0).await?;
     let sandbox = Sandbox::new(&emulator)?;
@@ -309,7 +307,7 @@ async fn doctor_tells_a_rate_limited_token_from_a_bad_one() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_suggests_branch_leases_when_the_prefix_is_refused() -> TestResult {
-    let emulator = support::emulator_with(|world| {
+    let emulator = crate::support::emulator_with(|world| {
         if let Some(repo) = world.repos.first_mut() {
             repo.refused_ref_prefixes = vec!["refs/crew/".to_string()];
         }
@@ -337,7 +335,7 @@ async fn doctor_suggests_branch_leases_when_the_prefix_is_refused() -> TestResul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_deletes_its_probe_ref_even_when_the_probe_fails() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control
         .faults(serde_json::json!([{"route": "PATCH /repos/{owner}/{repo}/git/refs/{ref}", "fault": "error", "status": 500}]))
@@ -355,7 +353,7 @@ async fn doctor_deletes_its_probe_ref_even_when_the_probe_fails() -> TestResult 
             .await?,
         1
     );
-    let github = support::client(&emulator, BOT, None)?;
+    let github = crate::support::client(&emulator, BOT, None)?;
     let widgets = "acme/widgets".parse()?;
     assert!(
         github
@@ -369,7 +367,7 @@ async fn doctor_deletes_its_probe_ref_even_when_the_probe_fails() -> TestResult 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_an_unreachable_api_once() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let sandbox = Sandbox::new(&emulator)?;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_crew"));
     let output = command

@@ -1,15 +1,13 @@
 //! The GitHub client against the emulator, over real HTTP through octocrab: retries, rate limits,
 //! conditional GETs persisted in SQLite, write idempotency, and request counts.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{BOT, Control, OUTSIDER, TestResult, client, client_at};
 use crew::cache::Cache;
 use crew::error::CrewError;
 use crew::github::{GitHubError, RepoSlug};
 use serde_json::json;
-use support::{BOT, Control, OUTSIDER, TestResult, client, client_at};
 
 fn widgets() -> TestResult<RepoSlug> {
     Ok("acme/widgets".parse()?)
@@ -17,7 +15,7 @@ fn widgets() -> TestResult<RepoSlug> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_process_gets_304_from_the_sqlite_stored_body() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("cache.sqlite3");
@@ -57,7 +55,7 @@ async fn second_process_gets_304_from_the_sqlite_stored_body() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_injected_502s_are_retried_with_exactly_three_requests() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control
         .faults(json!([{"route": "GET /user", "fault": "error", "status": 502, "times": 2}]))
@@ -82,7 +80,7 @@ async fn two_injected_502s_are_retried_with_exactly_three_requests() -> TestResu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_give_up_after_the_retry_budget() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control
         .faults(json!([{"route": "GET /user", "fault": "error", "status": 503}]))
@@ -106,7 +104,7 @@ async fn server_errors_give_up_after_the_retry_budget() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondary_limit_waits_for_retry_after() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control
         .faults(json!([{"route": "GET /user", "fault": "secondary_limit", "retry_after": 1, "times": 1}]))
@@ -128,7 +126,7 @@ async fn secondary_limit_waits_for_retry_after() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondary_limit_beyond_max_wait_fails_without_waiting() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control
         .faults(json!([{"route": "GET /user", "fault": "secondary_limit", "retry_after": 3600}]))
@@ -155,7 +153,7 @@ async fn secondary_limit_beyond_max_wait_fails_without_waiting() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_primary_limit_fails_fast_with_exit_code_3_and_no_retry_storm() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control.rate_limit("crew-bot", "core", 0).await?;
     let github = client(&emulator, BOT, None)?;
@@ -194,7 +192,7 @@ async fn exhausted_primary_limit_fails_fast_with_exit_code_3_and_no_retry_storm(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_refuses_new_work_below_the_reserve() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     control.rate_limit("crew-bot", "core", 50).await?;
     let github = client(&emulator, BOT, None)?;
@@ -229,7 +227,7 @@ async fn budget_refuses_new_work_below_the_reserve() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_errors() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let secret = "ghp_ThisIsASecretToken1234567890";
     let github = client(&emulator, secret, None)?;
     let error = github.user().await.err().ok_or("expected a failure")?;
@@ -274,7 +272,7 @@ async fn connect_errors_are_retried_even_for_writes() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_reads_and_permissions() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let repo = widgets()?;
     let bot = client(&emulator, BOT, None)?;
 
@@ -321,7 +319,7 @@ async fn typed_reads_and_permissions() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_refs_are_a_compare_and_swap() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     let repo = widgets()?;
     let github = client(&emulator, BOT, None)?;
@@ -387,7 +385,7 @@ async fn git_refs_are_a_compare_and_swap() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ref_create_whose_response_is_dropped_is_recognised_as_applied() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let control = Control::new(&emulator)?;
     let repo = widgets()?;
     let github = client(&emulator, BOT, None)?;
@@ -417,7 +415,7 @@ async fn a_ref_create_whose_response_is_dropped_is_recognised_as_applied() -> Te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_comment_post_is_not_resent_when_the_check_finds_it() -> TestResult {
-    let emulator = support::emulator_with_issue().await?;
+    let emulator = crate::support::emulator_with_issue().await?;
     let control = Control::new(&emulator)?;
     let repo = widgets()?;
     let github = client(&emulator, BOT, None)?;
@@ -446,7 +444,7 @@ async fn a_dropped_comment_post_is_not_resent_when_the_check_finds_it() -> TestR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_comment_post_without_a_check_is_not_resent() -> TestResult {
-    let emulator = support::emulator_with_issue().await?;
+    let emulator = crate::support::emulator_with_issue().await?;
     let control = Control::new(&emulator)?;
     let repo = widgets()?;
     let github = client(&emulator, BOT, None)?;
@@ -481,7 +479,7 @@ async fn a_dropped_comment_post_without_a_check_is_not_resent() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_502_on_a_comment_post_is_retried_only_after_the_check() -> TestResult {
-    let emulator = support::emulator_with_issue().await?;
+    let emulator = crate::support::emulator_with_issue().await?;
     let control = Control::new(&emulator)?;
     let repo = widgets()?;
     let github = client(&emulator, BOT, None)?;
@@ -508,7 +506,7 @@ async fn a_502_on_a_comment_post_is_retried_only_after_the_check() -> TestResult
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_reads_data_and_maps_errors() -> TestResult {
-    let emulator = support::emulator().await?;
+    let emulator = crate::support::emulator().await?;
     let github = client(&emulator, BOT, None)?;
 
     let data = github

@@ -25,7 +25,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/stats/reset", post(reset_stats))
-        .route("/_emulator/faults", get(get_faults).post(set_faults).delete(clear_faults))
+        .route(
+            "/_emulator/faults",
+            get(get_faults).post(set_faults).delete(clear_faults),
+        )
         .route("/_emulator/rate_limit", post(set_rate_limit))
         .route("/_emulator/clock", post(advance_clock))
         .route("/_emulator/dispatches", get(dispatches))
@@ -90,7 +93,10 @@ async fn set_rate_limit(
 ) -> Result<Response, ApiError> {
     let mut state = shared.lock();
     if state.user(&request.login).is_none() {
-        return Err(ApiError::unprocessable(format!("unknown user {}", request.login)));
+        return Err(ApiError::unprocessable(format!(
+            "unknown user {}",
+            request.login
+        )));
     }
     let now = state.now();
     let window = state.rate_window(Some(&request.login), &request.resource);
@@ -98,7 +104,8 @@ async fn set_rate_limit(
     if let Some(seconds) = request.reset_in {
         window.reset = now + chrono::Duration::seconds(seconds);
     }
-    let body = json!({"limit": window.limit, "used": window.used, "reset": window.reset.timestamp()});
+    let body =
+        json!({"limit": window.limit, "used": window.used, "reset": window.reset.timestamp()});
     Ok(axum::Json(body).into_response())
 }
 

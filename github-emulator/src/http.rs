@@ -54,11 +54,16 @@ impl Shared {
     /// Lock the state. A handler that panicked cannot leave it half-written in a way later
     /// requests would misread more than GitHub's own eventual consistency, so poison is ignored.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Run a change and persist it (when `--state-dir` is set).
-    pub fn write<T>(&self, change: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub fn write<T>(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let mut state = self.lock();
         let result = change(&mut state)?;
         state
@@ -128,7 +133,9 @@ impl ApiError {
     /// 422 "Validation Failed" with one error object, as GitHub reports a bad field.
     pub fn validation(resource: &str, field: &str, code: &str) -> ApiError {
         let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
-        error.errors.push(json!({"resource": resource, "field": field, "code": code}));
+        error
+            .errors
+            .push(json!({"resource": resource, "field": field, "code": code}));
         error
     }
 
@@ -183,7 +190,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for GhJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
-        let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
         serde_json::from_value(value)
@@ -215,7 +226,10 @@ fn decode(text: &str) -> String {
 
 /// The value of one query parameter.
 pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    query_pairs(uri).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    query_pairs(uri)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 /// Parse `since` as GitHub does: ISO 8601 / RFC 3339, fractional seconds accepted.
@@ -318,6 +332,9 @@ pub async fn github_layer(
         .unwrap_or_else(|| request.uri().path().to_string());
     let route = format!("{method} {template}");
     let graphql = template == "/graphql";
+    // GitHub: "Accessing this endpoint does not count against your REST API rate limit", and it
+    // answers even when the limit is spent (that is how a client learns when it resets).
+    let free = route == "GET /rate_limit";
     let resource = if graphql { "graphql" } else { "core" };
 
     // 1. Latency, outside the lock.
@@ -357,7 +374,12 @@ pub async fn github_layer(
     let (fault, limited) = {
         let mut state = shared.lock();
         let fault = state.faults.take(&route);
-        let limited = if graphql || matches!(fault.as_ref().map(|f| f.fault), Some(FaultKind::Error | FaultKind::SecondaryLimit)) {
+        let limited = if free
+            || graphql
+            || matches!(
+                fault.as_ref().map(|f| f.fault),
+                Some(FaultKind::Error | FaultKind::SecondaryLimit)
+            ) {
             false
         } else {
             let window = state.rate_window(login.as_deref(), resource);
@@ -377,7 +399,8 @@ pub async fn github_layer(
                 let status = StatusCode::from_u16(rule.status.unwrap_or(502))
                     .unwrap_or(StatusCode::BAD_GATEWAY);
                 shared.lock().stats.record(&route, 0, false);
-                let response = ApiError::new(status, "Server Error (injected by github-emulator)").into_response();
+                let response = ApiError::new(status, "Server Error (injected by github-emulator)")
+                    .into_response();
                 return finish(&shared, login.as_deref(), resource, response);
             }
             FaultKind::SecondaryLimit => {
@@ -389,9 +412,10 @@ pub async fn github_layer(
                     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000000:0000000:00000000.",
                 )
                 .docs(SECONDARY_LIMIT_DOCS);
-                error
-                    .headers
-                    .push((header::RETRY_AFTER, rule.retry_after.unwrap_or(60).to_string()));
+                error.headers.push((
+                    header::RETRY_AFTER,
+                    rule.retry_after.unwrap_or(60).to_string(),
+                ));
                 return finish(&shared, login.as_deref(), resource, error.into_response());
             }
             FaultKind::DropAfterWrite => drop_after = true,
@@ -428,7 +452,13 @@ pub async fn github_layer(
         Err(_) => Bytes::new(),
     };
     let mut points = if graphql {
-        parts.extensions.get::<RatePoints>().map(|p| p.0).unwrap_or(0)
+        parts
+            .extensions
+            .get::<RatePoints>()
+            .map(|p| p.0)
+            .unwrap_or(0)
+    } else if free {
+        0
     } else {
         1
     };
@@ -457,7 +487,7 @@ pub async fn github_layer(
             parts.headers.remove(header::CONTENT_TYPE);
             parts.headers.remove(header::CONTENT_LENGTH);
             body_bytes = Bytes::new();
-            if login.is_some() && !graphql {
+            if login.is_some() && !graphql && !free {
                 let mut state = shared.lock();
                 let window = state.rate_window(login.as_deref(), resource);
                 window.used = window.used.saturating_sub(1);
@@ -502,7 +532,12 @@ fn etag_matches(candidates: &str, etag: &str) -> bool {
 }
 
 /// Add `x-ratelimit-*` and GitHub's fixed headers.
-fn finish(shared: &Shared, login: Option<&str>, resource: &str, mut response: Response) -> Response {
+fn finish(
+    shared: &Shared,
+    login: Option<&str>,
+    resource: &str,
+    mut response: Response,
+) -> Response {
     let (limit, used, reset) = {
         let mut state = shared.lock();
         let window = state.rate_window(login, resource);
@@ -515,7 +550,10 @@ fn finish(shared: &Shared, login: Option<&str>, resource: &str, mut response: Re
         }
     };
     set("x-ratelimit-limit", limit.to_string());
-    set("x-ratelimit-remaining", limit.saturating_sub(used).to_string());
+    set(
+        "x-ratelimit-remaining",
+        limit.saturating_sub(used).to_string(),
+    );
     set("x-ratelimit-used", used.to_string());
     set("x-ratelimit-reset", reset.to_string());
     set("x-ratelimit-resource", resource.to_string());

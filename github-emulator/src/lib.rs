@@ -87,7 +87,9 @@ impl Builder {
                 (dir.clone(), None)
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("github-emulator-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("github-emulator-")
+                    .tempdir()?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
@@ -125,12 +127,13 @@ impl Builder {
 }
 
 fn app(shared: Arc<Shared>) -> Router {
-    let api = rest::router()
-        .merge(graphql::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            http::github_layer,
-        ));
+    let api =
+        rest::router()
+            .merge(graphql::router())
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                http::github_layer,
+            ));
     Router::new()
         .merge(api)
         .merge(control::router())
@@ -185,7 +188,9 @@ impl EmulatorHandle {
     /// Every API response so far, when started with `record_responses(true)`; drains the list.
     pub fn take_recorded(&self) -> Vec<RecordedResponse> {
         match &self.shared.recorded {
-            Some(recorded) => std::mem::take(&mut *recorded.lock().unwrap_or_else(|p| p.into_inner())),
+            Some(recorded) => {
+                std::mem::take(&mut *recorded.lock().unwrap_or_else(|p| p.into_inner()))
+            }
             None => Vec::new(),
         }
     }

@@ -37,7 +37,11 @@ pub fn user(base: &str, state: &State, login: &str) -> Value {
 pub fn user_object(base: &str, user: &User) -> Value {
     let login = &user.login;
     let url = format!("{base}/users/{login}");
-    let prefix = if user.r#type == "Organization" { "O" } else { "U" };
+    let prefix = if user.r#type == "Organization" {
+        "O"
+    } else {
+        "U"
+    };
     json!({
         "login": login,
         "id": user.id,
@@ -194,7 +198,11 @@ pub fn label(base: &str, repo: &Repo, label: &Label) -> Value {
 
 /// A label by name: the repository's label, or a grey one for a name the repository lost.
 pub fn label_named(base: &str, repo: &Repo, name: &str) -> Value {
-    match repo.labels.iter().find(|l| l.name.eq_ignore_ascii_case(name)) {
+    match repo
+        .labels
+        .iter()
+        .find(|l| l.name.eq_ignore_ascii_case(name))
+    {
         Some(found) => label(base, repo, found),
         None => label(
             base,
@@ -222,8 +230,15 @@ fn reactions(url: &str) -> Value {
 pub fn issue(base: &str, state: &State, repo: &Repo, issue: &Issue) -> Value {
     let repo_api = repo_url(base, repo);
     let url = format!("{repo_api}/issues/{}", issue.number);
-    let html_kind = if issue.pull.is_some() { "pull" } else { "issues" };
-    let html_url = format!("{base}/{}/{}/{html_kind}/{}", repo.owner, repo.name, issue.number);
+    let html_kind = if issue.pull.is_some() {
+        "pull"
+    } else {
+        "issues"
+    };
+    let html_url = format!(
+        "{base}/{}/{}/{html_kind}/{}",
+        repo.owner, repo.name, issue.number
+    );
     let comments = repo
         .comments
         .values()

@@ -547,26 +547,23 @@ impl State {
             issue.user.to_lowercase() == lower
                 && issue.pull.as_ref().is_some_and(|p| p.merged_at.is_some())
         });
-        if merged_before {
-            "CONTRIBUTOR"
-        } else {
-            "NONE"
-        }
+        if merged_before { "CONTRIBUTOR" } else { "NONE" }
     }
 
     /// The rate window of `login` for `resource`, rolled over when its hour has passed.
     pub fn rate_window(&mut self, login: Option<&str>, resource: &str) -> &mut RateWindow {
         let now = self.now();
-        let limit = match login {
-            None => ANONYMOUS_CORE_LIMIT,
-            Some(_) => self.data.rate_limits.get(resource).copied().unwrap_or(
-                if resource == "graphql" {
-                    DEFAULT_GRAPHQL_LIMIT
-                } else {
-                    DEFAULT_CORE_LIMIT
-                },
-            ),
-        };
+        let limit =
+            match login {
+                None => ANONYMOUS_CORE_LIMIT,
+                Some(_) => self.data.rate_limits.get(resource).copied().unwrap_or(
+                    if resource == "graphql" {
+                        DEFAULT_GRAPHQL_LIMIT
+                    } else {
+                        DEFAULT_CORE_LIMIT
+                    },
+                ),
+            };
         let key = (
             login.map(str::to_lowercase).unwrap_or_default(),
             resource.to_string(),

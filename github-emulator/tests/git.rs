@@ -1,12 +1,10 @@
 //! Git data backed by the real bare repository: refs (as crew's leases use them), commits, trees
 //! and branches.
 
-mod support;
-
+use crate::support::*;
 use http::StatusCode;
 use octocrab::params::repos::Reference;
 use serde_json::{Value, json};
-use support::*;
 
 /// The sha `GET /git/ref/{ref}` answers, asserting it exists.
 async fn ref_sha(gh: &TestGitHub, short: &str) -> String {

@@ -1,14 +1,12 @@
 //! `POST /graphql`: GitHub's sample operations verbatim, refs for leases, pagination rules,
 //! cost and rate limiting, permissions, loud failures, and the schema contract.
 
-mod support;
-
+use crate::support::*;
 use github_emulator::World;
 use github_emulator::contract::{GraphqlContract, descriptions_or_skip};
 use github_emulator::world::{WorldComment, WorldIssue};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 // The five operations of shared/github/graphql-sample-operations.graphql, verbatim (checked
 // against the file when it is present).

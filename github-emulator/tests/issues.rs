@@ -2,15 +2,13 @@
 //! ETags, permissions and `author_association`, through octocrab and checked against GitHub's
 //! OpenAPI description at the end of every test.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use github_emulator::state::{Issue, IssueState, Pull};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 const ISSUES: &str = "/repos/acme/widgets/issues";
 

@@ -2,15 +2,13 @@
 //! create, review and merge through the API (a real merge commit in the bare repository), plus
 //! conflicts, stale heads, validation, permissions and workflow dispatch.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::*;
 use http::{Method, StatusCode};
 use octocrab::params;
 use serde_json::{Value, json};
-use support::*;
 
 /// Run `git` in `dir` with a fixed identity, asserting success; returns stdout.
 fn git(dir: &Path, args: &[&str]) -> String {

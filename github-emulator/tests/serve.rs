@@ -21,7 +21,9 @@ impl Served {
             .expect("github-emulator starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).expect("first line");
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("first line");
         let base_url = first.trim().to_string();
         assert!(
             base_url.starts_with("http://127.0.0.1:"),
@@ -37,18 +39,26 @@ impl Served {
             .personal_token(token.to_string())
             .build()
             .unwrap();
-        let response = client._get(format!("{}{path}", self.base_url)).await.unwrap();
+        let response = client
+            ._get(format!("{}{path}", self.base_url))
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await
             .unwrap()
             .to_bytes();
-        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     fn stop(mut self) {
         // SIGTERM, as a service manager would; the emulator shuts down gracefully.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().expect("exits");
         assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     }
@@ -78,7 +88,10 @@ async fn serves_a_world_file_and_keeps_state_across_restarts() {
     assert_eq!(repo["default_branch"], "trunk");
     assert_eq!(repo["owner"]["login"], "alice");
     let (status, _) = served.get("emu-bot", "/user").await;
-    assert_eq!(status, 401, "the default world's tokens are not in this world");
+    assert_eq!(
+        status, 401,
+        "the default world's tokens are not in this world"
+    );
     served.stop();
 
     // Restarted on the same state dir: the world file is not re-applied, state is kept.
@@ -104,5 +117,8 @@ fn a_broken_world_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid world file"), "{stderr}");
     assert!(stderr.contains("repoz"), "names the unknown key: {stderr}");
-    assert!(output.stdout.is_empty(), "no base URL printed for a failed start");
+    assert!(
+        output.stdout.is_empty(),
+        "no base URL printed for a failed start"
+    );
 }

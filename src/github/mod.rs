@@ -46,8 +46,8 @@ pub use graphql::GraphQlResponse;
 pub use rest::Conditional;
 pub use wire::{
     Branch, BranchCommit, BranchCommitDetail, CollaboratorPermission, GitCommit, GitObject, GitRef,
-    IssueComment, Owner, RateLimitOverview, RateLimitResources, RateLimitWindow, Repository,
-    RepositoryPermissions, ShaRef, User,
+    Issue, IssueComment, IssueLabel, Label, Owner, PullRequestLink, RateLimitOverview,
+    RateLimitResources, RateLimitWindow, Repository, RepositoryPermissions, ShaRef, User,
 };
 
 use crate::cache::Cache;
@@ -260,6 +260,18 @@ impl GitHub {
     pub fn request_summary(&self) -> String {
         self.inner.counter.summary()
     }
+}
+
+/// What crew makes of a non-success response (status, headers, body) on `route`: the same
+/// decoding every request goes through, public so contract tests can feed it GitHub's recorded
+/// error responses.
+pub fn decode_error(
+    route: &str,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> GitHubError {
+    transport::classify(route, status, headers, body, CORE)
 }
 
 #[cfg(test)]

@@ -319,7 +319,7 @@ fn wait_for(error: &GitHubError, backoff_delay: Duration) -> Duration {
 }
 
 /// Maps a non-success status to the error it means.
-fn classify(
+pub(super) fn classify(
     route: &str,
     status: StatusCode,
     headers: &HeaderMap,

@@ -182,3 +182,73 @@ pub struct IssueComment {
     #[serde(default)]
     pub html_url: Option<String>,
 }
+
+/// An issue (or the issue view of a pull request) as `GET /repos/{owner}/{repo}/issues` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Issue {
+    pub id: u64,
+    pub number: u64,
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `open` or `closed`.
+    pub state: String,
+    pub user: Option<Owner>,
+    #[serde(default)]
+    pub labels: Vec<IssueLabel>,
+    #[serde(default)]
+    pub assignees: Option<Vec<Owner>>,
+    pub comments: u64,
+    #[serde(default)]
+    pub author_association: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Present when the issue is a pull request.
+    #[serde(default)]
+    pub pull_request: Option<PullRequestLink>,
+}
+
+impl Issue {
+    pub fn is_pull_request(&self) -> bool {
+        self.pull_request.is_some()
+    }
+
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(IssueLabel::name)
+    }
+}
+
+/// GitHub's description allows an issue's label to be a bare name or a label object.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum IssueLabel {
+    Name(String),
+    Object(Label),
+}
+
+impl IssueLabel {
+    pub fn name(&self) -> &str {
+        match self {
+            IssueLabel::Name(name) => name,
+            IssueLabel::Object(label) => &label.name,
+        }
+    }
+}
+
+/// A label of a repository or an issue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Label {
+    pub name: String,
+    #[serde(default)]
+    pub color: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PullRequestLink {
+    pub url: String,
+    #[serde(default)]
+    pub merged_at: Option<DateTime<Utc>>,
+}

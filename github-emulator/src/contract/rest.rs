@@ -349,7 +349,9 @@ impl RestContract {
         }
         let label = format!("{method_upper} {path_template} status {status}");
         if self.operation(&method_upper, path_template).is_none() {
-            return Err(vec![format!("{label}: GitHub's description has no such operation")]);
+            return Err(vec![format!(
+                "{label}: GitHub's description has no such operation"
+            )]);
         }
         if status == 304 {
             if method_upper != "GET" && method_upper != "HEAD" {

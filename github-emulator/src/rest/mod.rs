@@ -106,7 +106,7 @@ async fn get_rate_limit(
             "reset": window.reset.timestamp(),
         })
     };
-    // Asking costs nothing on GitHub; the middleware charged one point, so report after it.
+    // Asking costs nothing on GitHub (the middleware does not charge this route).
     let core = resource("core");
     let graphql = resource("graphql");
     let search = resource("search");
@@ -124,7 +124,13 @@ async fn get_repo(
 ) -> Result<Response, ApiError> {
     let state = shared.lock();
     let repo = visible_repo(&state, &caller, &owner, &name)?;
-    Ok(axum::Json(render::repo(&shared.base_url, &state, repo, caller.login.as_deref())).into_response())
+    Ok(axum::Json(render::repo(
+        &shared.base_url,
+        &state,
+        repo,
+        caller.login.as_deref(),
+    ))
+    .into_response())
 }
 
 async fn get_collaborator_permission(

@@ -92,9 +92,8 @@ impl TestGitHub {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Answer {
             status,
@@ -123,7 +122,8 @@ impl TestGitHub {
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Answer {
-        self.send(Some(token), Method::DELETE, path, None, &[]).await
+        self.send(Some(token), Method::DELETE, path, None, &[])
+            .await
     }
 
     /// `/_emulator/...` control calls (not GitHub's; no auth).
@@ -147,9 +147,12 @@ impl TestGitHub {
             }
             checked += 1;
             let body = response.body.clone().unwrap_or(Value::Null);
-            if let Err(errors) =
-                contract.validate_response(&response.method, &response.route, response.status, &body)
-            {
+            if let Err(errors) = contract.validate_response(
+                &response.method,
+                &response.route,
+                response.status,
+                &body,
+            ) {
                 violations.extend(errors);
             }
         }

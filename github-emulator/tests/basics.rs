@@ -1,10 +1,8 @@
 //! The emulator's shared behaviour: auth, rate limits, ETags, faults, accounting.
 
-mod support;
-
+use crate::support::*;
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::*;
 
 #[tokio::test]
 async fn user_repo_and_permissions_follow_roles() {
@@ -16,7 +14,12 @@ async fn user_repo_and_permissions_follow_roles() {
     let repo = gh.get(BOT, "/repos/acme/widgets").await;
     assert_eq!(repo.status, StatusCode::OK);
     assert_eq!(repo.body["permissions"]["push"], true);
-    assert!(repo.body["clone_url"].as_str().unwrap().starts_with("file://"));
+    assert!(
+        repo.body["clone_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("file://")
+    );
 
     for (login, permission, role) in [
         ("maintainer", "admin", "admin"),
@@ -24,7 +27,10 @@ async fn user_repo_and_permissions_follow_roles() {
         ("outsider", "read", "read"),
     ] {
         let answer = gh
-            .get(BOT, &format!("/repos/acme/widgets/collaborators/{login}/permission"))
+            .get(
+                BOT,
+                &format!("/repos/acme/widgets/collaborators/{login}/permission"),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{login}");
         assert_eq!(answer.body["permission"], permission, "{login}");
@@ -43,7 +49,9 @@ async fn bad_token_is_401_and_anonymous_gets_sixty() {
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bad.body["message"], "Bad credentials");
 
-    let anonymous = gh.send(None, Method::GET, "/repos/acme/widgets", None, &[]).await;
+    let anonymous = gh
+        .send(None, Method::GET, "/repos/acme/widgets", None, &[])
+        .await;
     assert_eq!(anonymous.status, StatusCode::OK);
     assert_eq!(anonymous.header("x-ratelimit-limit"), Some("60"));
     assert!(anonymous.body.get("permissions").is_none());
@@ -57,8 +65,14 @@ async fn private_repository_is_404_to_outsiders() {
     let mut world = github_emulator::World::default();
     world.repos[0].private = true;
     let gh = TestGitHub::start_with(world).await;
-    assert_eq!(gh.get(OUTSIDER, "/repos/acme/widgets").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(gh.get(BOT, "/repos/acme/widgets").await.status, StatusCode::OK);
+    assert_eq!(
+        gh.get(OUTSIDER, "/repos/acme/widgets").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        gh.get(BOT, "/repos/acme/widgets").await.status,
+        StatusCode::OK
+    );
     gh.assert_contract();
 }
 
@@ -68,22 +82,42 @@ async fn etag_gives_304_that_costs_nothing() {
     let first = gh.get(BOT, "/repos/acme/widgets").await;
     let etag = first.header("etag").expect("strong etag").to_string();
     assert!(etag.starts_with('"'), "strong, not weak: {etag}");
-    let remaining: u64 = first.header("x-ratelimit-remaining").unwrap().parse().unwrap();
+    let remaining: u64 = first
+        .header("x-ratelimit-remaining")
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let again = gh
-        .send(Some(BOT), Method::GET, "/repos/acme/widgets", None, &[("if-none-match", &etag)])
+        .send(
+            Some(BOT),
+            Method::GET,
+            "/repos/acme/widgets",
+            None,
+            &[("if-none-match", &etag)],
+        )
         .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert_eq!(again.body, serde_json::Value::Null);
-    let after: u64 = again.header("x-ratelimit-remaining").unwrap().parse().unwrap();
+    let after: u64 = again
+        .header("x-ratelimit-remaining")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(after, remaining, "a 304 to an authorized request is free");
 
     let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;
     assert_eq!(stats["requests"], 2);
     assert_eq!(stats["not_modified"], 1);
     assert_eq!(stats["rate_points"], 1);
-    assert_eq!(stats["by_route"]["GET /repos/{owner}/{repo}"]["requests"], 2);
-    assert_eq!(stats["by_route"]["GET /repos/{owner}/{repo}"]["rate_points"], 1);
+    assert_eq!(
+        stats["by_route"]["GET /repos/{owner}/{repo}"]["requests"],
+        2
+    );
+    assert_eq!(
+        stats["by_route"]["GET /repos/{owner}/{repo}"]["rate_points"],
+        1
+    );
     gh.assert_contract();
 }
 
@@ -103,10 +137,19 @@ async fn primary_rate_limit_is_403_with_headers() {
     assert_eq!(last.header("x-ratelimit-remaining"), Some("0"));
     let limited = gh.get(BOT, "/user").await;
     assert_eq!(limited.status, StatusCode::FORBIDDEN);
-    assert!(limited.body["message"].as_str().unwrap().starts_with("API rate limit exceeded for user ID"));
+    assert!(
+        limited.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("API rate limit exceeded for user ID")
+    );
     assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(limited.header("x-ratelimit-resource"), Some("core"));
-    let reset: i64 = limited.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    let reset: i64 = limited
+        .header("x-ratelimit-reset")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(reset > chrono::Utc::now().timestamp() + 500);
     // Other users keep their own budget.
     assert_eq!(gh.get(MAINTAINER, "/user").await.status, StatusCode::OK);
@@ -120,28 +163,49 @@ async fn injected_faults_error_secondary_limit_and_latency() {
         {"route": "GET /user", "fault": "error", "status": 502, "times": 2},
         {"route": "GET /repos/{owner}/{repo}", "fault": "secondary_limit", "status": 429, "retry_after": 7, "times": 1},
     ]});
-    assert_eq!(gh.control(Method::POST, "/_emulator/faults", Some(faults)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        gh.control(Method::POST, "/_emulator/faults", Some(faults))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     let started = std::time::Instant::now();
     assert_eq!(gh.get(BOT, "/user").await.status, StatusCode::BAD_GATEWAY);
     assert_eq!(gh.get(BOT, "/user").await.status, StatusCode::BAD_GATEWAY);
     assert_eq!(gh.get(BOT, "/user").await.status, StatusCode::OK);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(90), "latency applied");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(90),
+        "latency applied"
+    );
 
     let secondary = gh.get(BOT, "/repos/acme/widgets").await;
     assert_eq!(secondary.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(secondary.header("retry-after"), Some("7"));
-    assert!(secondary.body["message"].as_str().unwrap().contains("secondary rate limit"));
-    assert_eq!(gh.get(BOT, "/repos/acme/widgets").await.status, StatusCode::OK);
+    assert!(
+        secondary.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("secondary rate limit")
+    );
+    assert_eq!(
+        gh.get(BOT, "/repos/acme/widgets").await.status,
+        StatusCode::OK
+    );
 
     let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;
     assert_eq!(stats["requests"], 5);
     assert_eq!(stats["rate_points"], 2, "faulted requests cost nothing");
-    gh.control(Method::POST, "/_emulator/stats/reset", None).await;
+    gh.control(Method::POST, "/_emulator/stats/reset", None)
+        .await;
     let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;
     assert_eq!(stats["requests"], 0);
 
     let bad = gh
-        .control(Method::POST, "/_emulator/faults", Some(json!({"rules": [{"route": "*", "fault": "error", "rate": 2.0}]})))
+        .control(
+            Method::POST,
+            "/_emulator/faults",
+            Some(json!({"rules": [{"route": "*", "fault": "error", "rate": 2.0}]})),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     gh.assert_contract();
@@ -152,24 +216,74 @@ async fn unknown_routes_answer_loudly() {
     let gh = TestGitHub::start().await;
     let unknown = gh.get(BOT, "/repos/acme/widgets/milestones").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(unknown.body["message"].as_str().unwrap().contains("GET /repos/acme/widgets/milestones"));
+    assert!(
+        unknown.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /repos/acme/widgets/milestones")
+    );
     let wrong_method = gh.delete(BOT, "/user").await;
     assert_eq!(wrong_method.status, StatusCode::NOT_FOUND);
-    assert!(wrong_method.body["message"].as_str().unwrap().contains("DELETE /user"));
+    assert!(
+        wrong_method.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE /user")
+    );
 }
 
 #[tokio::test]
 async fn state_dir_persists_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let first = github_emulator::Emulator::builder().state_dir(dir.path()).start().await.unwrap();
+    let first = github_emulator::Emulator::builder()
+        .state_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
     let clone_url = first.clone_url("acme", "widgets").unwrap();
     first.with_state(|state| {
         state.repo_mut("acme", "widgets").unwrap().default_branch = "trunk".to_string();
         state.persist().unwrap();
     });
     first.shutdown().await;
-    let second = github_emulator::Emulator::builder().state_dir(dir.path()).start().await.unwrap();
+    let second = github_emulator::Emulator::builder()
+        .state_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
     assert_eq!(second.clone_url("acme", "widgets").unwrap(), clone_url);
-    let branch = second.with_state(|state| state.repo("acme", "widgets").unwrap().default_branch.clone());
+    let branch = second.with_state(|state| {
+        state
+            .repo("acme", "widgets")
+            .unwrap()
+            .default_branch
+            .clone()
+    });
     assert_eq!(branch, "trunk");
+}
+
+#[tokio::test]
+async fn rate_limit_endpoint_is_free_and_answers_when_exhausted() {
+    let gh = TestGitHub::start().await;
+    let before = gh.get(BOT, "/rate_limit").await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert_eq!(before.body["resources"]["core"]["used"], 0);
+    assert_eq!(
+        gh.get(BOT, "/rate_limit").await.body["rate"]["used"],
+        0,
+        "asking is free"
+    );
+    gh.control(
+        Method::POST,
+        "/_emulator/rate_limit",
+        Some(json!({"login": "crew-bot", "remaining": 0})),
+    )
+    .await;
+    let exhausted = gh.get(BOT, "/rate_limit").await;
+    assert_eq!(exhausted.status, StatusCode::OK);
+    assert_eq!(exhausted.body["resources"]["core"]["remaining"], 0);
+    assert_eq!(gh.get(BOT, "/user").await.status, StatusCode::FORBIDDEN);
+    let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;
+    assert_eq!(stats["by_route"]["GET /rate_limit"]["rate_points"], 0);
+    gh.assert_contract();
 }

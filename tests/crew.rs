@@ -1,0 +1,8 @@
+//! crew's integration tests, as one test binary: the real `crew` binary and library against the
+//! embedded GitHub emulator.
+
+mod support;
+
+mod contract;
+mod doctor;
+mod github_client;
