@@ -5,4 +5,5 @@ mod support;
 
 mod contract;
 mod doctor;
+mod emulator_serve;
 mod github_client;

@@ -287,3 +287,57 @@ async fn rate_limit_endpoint_is_free_and_answers_when_exhausted() {
     assert_eq!(stats["by_route"]["GET /rate_limit"]["rate_points"], 0);
     gh.assert_contract();
 }
+
+#[tokio::test]
+async fn drop_after_write_applies_the_write_and_drops_the_response() {
+    let gh = TestGitHub::start().await;
+    let issue = gh
+        .post(
+            BOT,
+            "/repos/acme/widgets/issues",
+            json!({"title": "Drop me"}),
+        )
+        .await;
+    assert_eq!(issue.status, StatusCode::CREATED);
+    let number = issue.body["number"].as_u64().unwrap();
+    let route = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
+    let faults = json!({"rules": [{"route": route, "fault": "drop_after_write", "times": 1}]});
+    gh.control(Method::POST, "/_emulator/faults", Some(faults))
+        .await;
+
+    let client = gh.client(Some(BOT));
+    let request = http::Request::builder()
+        .method(Method::POST)
+        .uri(gh.url(&format!("/repos/acme/widgets/issues/{number}/comments")))
+        .body(json!({"body": "only once"}).to_string())
+        .unwrap();
+    let outcome = client.execute(request).await;
+    assert!(outcome.is_err(), "the client hears nothing back");
+
+    let comments = gh
+        .get(
+            BOT,
+            &format!("/repos/acme/widgets/issues/{number}/comments"),
+        )
+        .await;
+    let bodies: Vec<&str> = comments
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["only once"], "the write was applied exactly once");
+    let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;
+    assert_eq!(stats["by_route"][route]["requests"], 1);
+    // The rule was used up: the next write is answered normally.
+    let again = gh
+        .post(
+            BOT,
+            &format!("/repos/acme/widgets/issues/{number}/comments"),
+            json!({"body": "second"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    gh.assert_contract();
+}

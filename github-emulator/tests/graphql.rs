@@ -605,11 +605,15 @@ async fn connections_need_first_or_last_up_to_one_hundred() {
     // A variable counts like a literal.
     let via_variable = gql(&gh, BOT, FIRST_FROM_VARIABLE, json!({"n": 500})).await;
     assert_eq!(via_variable["errors"][0]["type"], "EXCESSIVE_PAGINATION");
+    // Documented bounds are 1-100: zero is refused too.
     let zero = gql(&gh, BOT, FIRST_ZERO, json!({})).await;
-    no_errors(&zero);
-    assert_eq!(
-        zero["data"]["repository"]["issues"],
-        json!({"totalCount": 3, "nodes": []})
+    assert_eq!(zero["errors"][0]["type"], "MISSING_PAGINATION_BOUNDARIES");
+    assert!(
+        zero["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 100"),
+        "{zero}"
     );
 
     let stats = gh.control(Method::GET, "/_emulator/stats", None).await.body;

@@ -196,10 +196,14 @@ impl Walk<'_> {
                 );
             }
         };
-        if value < 0 {
+        // GitHub documents "Values of first and last must be within 1-100"; api.github.com lets
+        // 0 through, but crew must not rely on what GitHub does not promise.
+        if value < 1 {
             return refuse(
                 "MISSING_PAGINATION_BOUNDARIES",
-                format!("`{which}` on the `{name}` connection cannot be less than zero."),
+                format!(
+                    "`{which}` on the `{name}` connection must be between 1 and {MAX_PAGE}, got {value}."
+                ),
             );
         }
         if value > MAX_PAGE {
