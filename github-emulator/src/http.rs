@@ -354,20 +354,21 @@ pub async fn github_layer(
             Some(login) => Some(login),
             None => {
                 shared.lock().stats.record(&route, 0, false);
-                return ApiError::new(StatusCode::UNAUTHORIZED, "Bad credentials")
-                    .docs("https://docs.github.com/rest")
-                    .into_response();
+                // GitHub answers a bad token as it would an anonymous caller, headers included.
+                let error = ApiError::new(StatusCode::UNAUTHORIZED, "Bad credentials")
+                    .docs("https://docs.github.com/rest");
+                return finish(&shared, None, resource, error.into_response());
             }
         },
     };
     if graphql && login.is_none() {
         shared.lock().stats.record(&route, 0, false);
-        return ApiError::new(
+        let error = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "This endpoint requires you to be authenticated.",
         )
-        .docs("https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql")
-        .into_response();
+        .docs("https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql");
+        return finish(&shared, None, resource, error.into_response());
     }
 
     // 3. Injected faults, then the primary limit (REST costs one point; GraphQL prices itself).

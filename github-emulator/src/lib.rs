@@ -195,6 +195,28 @@ impl EmulatorHandle {
         }
     }
 
+    /// Validate every API response recorded so far (drained) against GitHub's published OpenAPI
+    /// description. `None` when the descriptions are not beside the checkout (a notice is
+    /// printed); otherwise the violations, empty when every response conforms. GraphQL answers
+    /// are checked by the GraphQL contract instead.
+    pub fn contract_violations(&self) -> Option<(usize, Vec<String>)> {
+        let recorded = self.take_recorded();
+        contract::descriptions_or_skip("REST response contract")?;
+        let rest = contract::RestContract::shared()?;
+        let mut violations = Vec::new();
+        let mut checked = 0;
+        for response in recorded.iter().filter(|r| r.route != "/graphql") {
+            checked += 1;
+            let body = response.body.clone().unwrap_or(serde_json::Value::Null);
+            if let Err(errors) =
+                rest.validate_response(&response.method, &response.route, response.status, &body)
+            {
+                violations.extend(errors);
+            }
+        }
+        Some((checked, violations))
+    }
+
     /// Stop serving and wait for the server to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -48,6 +48,11 @@ async fn bad_token_is_401_and_anonymous_gets_sixty() {
     let bad = gh.get("not-a-token", "/user").await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bad.body["message"], "Bad credentials");
+    assert_eq!(
+        bad.header("x-ratelimit-limit"),
+        Some("60"),
+        "rate headers on every response"
+    );
 
     let anonymous = gh
         .send(None, Method::GET, "/repos/acme/widgets", None, &[])

@@ -20,20 +20,53 @@ pub const MAINTAINER: &str = "emu-maintainer";
 pub const BOT: &str = "emu-bot";
 pub const OUTSIDER: &str = "emu-outsider";
 
+/// A test's emulator. Every REST response it gives is recorded, and when the test is over
+/// (the guard drops) they are all validated against GitHub's published description, so crew's
+/// own test traffic checks the emulator's fidelity too.
+pub struct TestEmulator(EmulatorHandle);
+
+impl std::ops::Deref for TestEmulator {
+    type Target = EmulatorHandle;
+    fn deref(&self) -> &EmulatorHandle {
+        &self.0
+    }
+}
+
+impl Drop for TestEmulator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some((checked, violations)) = self.0.contract_violations() {
+            assert!(
+                violations.is_empty(),
+                "{} of {checked} emulator responses break GitHub's description:\n{}",
+                violations.len(),
+                violations.join("\n")
+            );
+        }
+    }
+}
+
 /// An emulator on a free port with the default world.
-pub async fn emulator() -> TestResult<EmulatorHandle> {
-    Ok(Emulator::builder().start().await?)
+pub async fn emulator() -> TestResult<TestEmulator> {
+    emulator_with(|_| {}).await
 }
 
 /// An emulator with the default world changed by `edit`.
-pub async fn emulator_with(edit: impl FnOnce(&mut World)) -> TestResult<EmulatorHandle> {
+pub async fn emulator_with(edit: impl FnOnce(&mut World)) -> TestResult<TestEmulator> {
     let mut world = World::default();
     edit(&mut world);
-    Ok(Emulator::builder().world(world).start().await?)
+    let handle = Emulator::builder()
+        .world(world)
+        .record_responses(true)
+        .start()
+        .await?;
+    Ok(TestEmulator(handle))
 }
 
 /// The default world plus one open issue (#1) on acme/widgets.
-pub async fn emulator_with_issue() -> TestResult<EmulatorHandle> {
+pub async fn emulator_with_issue() -> TestResult<TestEmulator> {
     emulator_with(|world| {
         if let Some(repo) = world.repos.first_mut() {
             repo.issues.push(github_emulator::world::WorldIssue {

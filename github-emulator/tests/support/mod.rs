@@ -3,7 +3,6 @@
 //! response it gave validates against GitHub's published OpenAPI description.
 #![allow(dead_code)]
 
-use github_emulator::contract::{RestContract, descriptions_or_skip};
 use github_emulator::{Emulator, EmulatorHandle, World};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -134,28 +133,9 @@ impl TestGitHub {
     /// Every REST response so far validates against GitHub's description (skipped with a notice
     /// where `../shared/github` is absent). Returns how many were checked.
     pub fn assert_contract(&self) -> usize {
-        let recorded = self.emulator.take_recorded();
-        if descriptions_or_skip("REST response contract").is_none() {
+        let Some((checked, violations)) = self.emulator.contract_violations() else {
             return 0;
-        }
-        let contract = RestContract::shared().expect("GitHub's REST description loads");
-        let mut violations = Vec::new();
-        let mut checked = 0;
-        for response in &recorded {
-            if response.route == "/graphql" {
-                continue;
-            }
-            checked += 1;
-            let body = response.body.clone().unwrap_or(Value::Null);
-            if let Err(errors) = contract.validate_response(
-                &response.method,
-                &response.route,
-                response.status,
-                &body,
-            ) {
-                violations.extend(errors);
-            }
-        }
+        };
         assert!(
             violations.is_empty(),
             "{} of {checked} responses break GitHub's description:\n{}",
