@@ -346,3 +346,44 @@ async fn drop_after_write_applies_the_write_and_drops_the_response() {
     assert_eq!(again.status, StatusCode::CREATED);
     gh.assert_contract();
 }
+
+#[tokio::test]
+async fn every_operation_in_githubs_subset_is_routed() {
+    let Some(_) = github_emulator::contract::descriptions_or_skip("emulator route coverage") else {
+        return;
+    };
+    let contract = github_emulator::contract::RestContract::shared().expect("description loads");
+    let gh = TestGitHub::start().await;
+    let operations = contract.operations();
+    assert_eq!(operations.len(), 36, "the subset's operation count changed");
+    let mut unrouted = Vec::new();
+    for operation in &operations {
+        // Concrete sample values; a 404 for a missing thing is fine, a missing route is not.
+        let path = operation
+            .template
+            .replace("{owner}", "acme")
+            .replace("{repo}", "widgets")
+            .replace("{issue_number}", "1")
+            .replace("{pull_number}", "1")
+            .replace("{comment_id}", "1")
+            .replace("{commit_sha}", "0000000000000000000000000000000000000000")
+            .replace("{ref}", "heads/main")
+            .replace("{branch}", "main")
+            .replace("{username}", "crew-bot")
+            .replace("{workflow_id}", "crew-worker.yml")
+            .replace("{name}", "bug");
+        assert!(!path.contains('{'), "unfilled parameter in {path}");
+        let method = Method::from_bytes(operation.method.to_uppercase().as_bytes()).unwrap();
+        let answer = gh
+            .send(Some(MAINTAINER), method, &path, Some(json!({})), &[])
+            .await;
+        let message = answer.body["message"].as_str().unwrap_or_default();
+        if message.contains("github-emulator has no route") {
+            unrouted.push(format!("{} {}", operation.method, operation.template));
+        }
+    }
+    assert!(
+        unrouted.is_empty(),
+        "operations the emulator does not serve: {unrouted:?}"
+    );
+}
