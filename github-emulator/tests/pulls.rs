@@ -23,6 +23,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
         ])
         .args(args)
         .current_dir(dir)
+        // Hermetic: the environment outranks `-c user.name`, so pin the identity there too, and
+        // keep the machine's own git configuration out.
+        .env("GIT_AUTHOR_NAME", "Worker")
+        .env("GIT_AUTHOR_EMAIL", "worker@example.com")
+        .env("GIT_COMMITTER_NAME", "Worker")
+        .env("GIT_COMMITTER_EMAIL", "worker@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
