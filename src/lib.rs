@@ -10,6 +10,7 @@ pub mod env_vars;
 pub mod error;
 pub mod github;
 pub mod printer;
+pub mod protocol;
 pub mod settings;
 
 pub use cli::{main_exit_code, run};
