@@ -12,5 +12,6 @@ pub mod github;
 pub mod printer;
 pub mod protocol;
 pub mod settings;
+pub mod sync;
 
 pub use cli::{main_exit_code, run};

@@ -7,3 +7,5 @@ mod contract;
 mod doctor;
 mod emulator_serve;
 mod github_client;
+mod leases;
+mod sync;

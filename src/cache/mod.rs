@@ -1,8 +1,11 @@
 //! The local SQLite cache: disposable, rebuilt from GitHub whenever it is lost.
 //!
 //! GitHub is the source of truth (DESIGN.md section 2); this file only saves requests and rate
-//! points. Today it holds the ETag store behind conditional GETs, so a second `crew` process gets
-//! `304 Not Modified` (free on GitHub's rate limit) and reuses the body the first one stored.
+//! points. It holds the ETag store behind conditional GETs, so a second `crew` process gets
+//! `304 Not Modified` (free on GitHub's rate limit) and reuses the body the first one stored; the
+//! mirror [`crate::sync`] fills (issues, event comments, cursors; see `mirror`); lease commit
+//! messages and project items; and the process table, the one thing a rebuild cannot restore
+//! (it describes processes on this host, which `.crew/worker.json` in each worktree repeats).
 //!
 //! Decisions, and why:
 //! - **rusqlite is blocking**, so every access goes through [`Cache::call`], one `spawn_blocking`
@@ -15,8 +18,10 @@
 //!   of immediate `SQLITE_BUSY` failures.
 
 mod location;
+mod mirror;
 
 pub use location::{CACHE_FILE_NAME, CacheLocation};
+pub use mirror::{CommentRow, CursorRow, IssueRow, MirrorChanges, MirrorUpdate, timestamp};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,6 +41,66 @@ const MIGRATIONS: &[&str] = &[
         body       BLOB NOT NULL,
         link       TEXT,
         fetched_at TEXT NOT NULL
+    );",
+    // 2: the mirror of GitHub that sync fills (see `mirror` and `crate::sync`), and the process
+    // table. Timestamps are RFC 3339 in UTC with whole seconds (`2026-11-21T10:00:00Z`), so text
+    // order is time order. Everything but `processes` is rebuilt by a cold sync.
+    "CREATE TABLE issues (
+        number             INTEGER PRIMARY KEY NOT NULL,
+        id                 INTEGER NOT NULL,
+        title              TEXT NOT NULL,
+        state              TEXT NOT NULL,
+        labels             TEXT NOT NULL,
+        author             TEXT,
+        author_association TEXT,
+        body               TEXT,
+        is_pull_request    INTEGER NOT NULL,
+        comments           INTEGER NOT NULL,
+        created_at         TEXT NOT NULL,
+        updated_at         TEXT NOT NULL,
+        closed_at          TEXT
+    );
+    CREATE INDEX issues_by_state ON issues (state, number);
+    CREATE TABLE comments (
+        id          INTEGER PRIMARY KEY NOT NULL,
+        issue       INTEGER NOT NULL,
+        author      TEXT,
+        association TEXT,
+        body        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX comments_by_issue ON comments (issue, id);
+    CREATE TABLE sync_cursors (
+        name      TEXT PRIMARY KEY NOT NULL,
+        since     TEXT NOT NULL,
+        synced_at TEXT NOT NULL
+    );
+    CREATE TABLE lease_commits (
+        sha     TEXT PRIMARY KEY NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE TABLE project_items (
+        issue   INTEGER PRIMARY KEY NOT NULL,
+        item_id TEXT NOT NULL,
+        status  TEXT
+    );
+    CREATE TABLE processes (
+        worker_id  TEXT PRIMARY KEY NOT NULL,
+        issue      INTEGER NOT NULL,
+        attempt    INTEGER NOT NULL,
+        pid        INTEGER,
+        start_time TEXT,
+        started_at TEXT NOT NULL,
+        log_path   TEXT,
+        worktree   TEXT,
+        agent      TEXT,
+        runtime    TEXT
+    );
+    CREATE INDEX processes_by_issue ON processes (issue);
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
     );",
 ];
 
@@ -377,6 +442,7 @@ mod tests {
         // A guard against editing a released migration: its text is pinned here. Add new
         // migrations at the end of MIGRATIONS and new pins below; never change an old pin.
         assert!(MIGRATIONS[0].starts_with("CREATE TABLE http_etags ("));
+        assert!(MIGRATIONS[1].starts_with("CREATE TABLE issues ("));
         assert_eq!(SCHEMA_VERSION, MIGRATIONS.len() as i64);
     }
 }

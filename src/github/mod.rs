@@ -29,6 +29,7 @@
 mod budget;
 mod error;
 mod graphql;
+mod leases;
 mod rest;
 mod transport;
 mod wire;
@@ -43,6 +44,7 @@ use octocrab::Octocrab;
 pub use budget::{CORE, GRAPHQL, RateSnapshot, RequestCounts};
 pub use error::{GitHubError, GraphQlError, ValidationDetail};
 pub use graphql::GraphQlResponse;
+pub use leases::ObservedLease;
 pub use rest::Conditional;
 pub use wire::{
     Branch, BranchCommit, BranchCommitDetail, CollaboratorPermission, GitCommit, GitObject, GitRef,
