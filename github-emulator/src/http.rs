@@ -251,10 +251,8 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~')
     .remove(b':');
 
-/// Answer one page of `items` with GitHub's `Link` header (absolute URLs on the emulator's own
-/// origin; `per_page` default 30, max 100; `page` from 1).
-pub fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>) -> Response {
-    let pairs = query_pairs(uri);
+/// `per_page` (default 30, at most 100) and `page` (from 1) of a list request.
+fn page_params(pairs: &[(String, String)]) -> (usize, usize) {
     let per_page = pairs
         .iter()
         .find(|(k, _)| k == "per_page")
@@ -267,10 +265,31 @@ pub fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>) -> Response {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .filter(|p| *p >= 1)
         .unwrap_or(1);
-    let last = items.len().div_ceil(per_page).max(1);
-    let start = (page - 1).saturating_mul(per_page).min(items.len());
-    let end = (start + per_page).min(items.len());
-    let page_items: Vec<Value> = items[start..end].to_vec();
+    (per_page, page)
+}
+
+/// Which items of a list of `total` the request's page holds. Lists whose items are costly to
+/// render take this slice first and render only it (a full walk of a long list would otherwise
+/// render and hash the whole list for every page: quadratic in its length).
+pub fn page_range(uri: &Uri, total: usize) -> std::ops::Range<usize> {
+    let (per_page, page) = page_params(&query_pairs(uri));
+    let start = (page - 1).saturating_mul(per_page).min(total);
+    start..(start + per_page).min(total)
+}
+
+/// Answer one page of `items` with GitHub's `Link` header (absolute URLs on the emulator's own
+/// origin; `per_page` default 30, max 100; `page` from 1).
+pub fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>) -> Response {
+    let total = items.len();
+    let range = page_range(uri, total);
+    paged(shared, uri, total, items[range].to_vec())
+}
+
+/// Answer `page_items`, the page [`page_range`] chose out of `total` items, with `Link`.
+pub fn paged(shared: &Shared, uri: &Uri, total: usize, page_items: Vec<Value>) -> Response {
+    let pairs = query_pairs(uri);
+    let (per_page, page) = page_params(&pairs);
+    let last = total.div_ceil(per_page).max(1);
 
     let url_for = |target: usize| {
         let mut query: Vec<String> = pairs

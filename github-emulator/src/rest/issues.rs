@@ -292,12 +292,15 @@ async fn list_issues(
         if direction == "desc" {
             issues.reverse();
         }
-        issues
-            .into_iter()
+        let total = issues.len();
+        let page = issues[http::page_range(&uri, total)]
+            .iter()
             .map(|issue| render::issue(&shared.base_url, &state, repo, issue))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (total, page)
     };
-    Ok(http::paginate(&shared, &uri, items))
+    let (total, page) = items;
+    Ok(http::paged(&shared, &uri, total, page))
 }
 
 async fn get_issue(

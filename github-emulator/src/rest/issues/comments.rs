@@ -16,10 +16,10 @@ use super::{
     body_object, created, enum_param, find_issue, parse_number, repo_mut, same_name, touch_issue,
     wrong_type,
 };
-use crate::http::{self, ApiError, AppState, Caller, GhJson, RecordAs};
+use crate::http::{self, ApiError, AppState, Caller, GhJson, RecordAs, Shared};
 use crate::render;
 use crate::rest::visible_repo;
-use crate::state::{Comment, Permission};
+use crate::state::{Comment, Permission, Repo, State};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,14 +53,15 @@ async fn list_issue_comments(
         let repo = visible_repo(&state, &caller, &owner, &name)?;
         find_issue(repo, number)?;
         // Comments are kept by id, which grows with time: ascending, as GitHub lists them.
-        repo.comments
+        let comments: Vec<&Comment> = repo
+            .comments
             .values()
             .filter(|c| c.issue_number == number)
             .filter(|c| since.is_none_or(|since| c.updated_at >= since))
-            .map(|c| render::comment(&shared.base_url, &state, repo, c))
-            .collect::<Vec<_>>()
+            .collect();
+        render_page(&shared, &uri, &state, repo, &comments)
     };
-    Ok(http::paginate(&shared, &uri, items))
+    Ok(items)
 }
 
 async fn list_repo_comments(
@@ -92,12 +93,24 @@ async fn list_repo_comments(
                 comments.reverse();
             }
         }
-        comments
-            .into_iter()
-            .map(|c| render::comment(&shared.base_url, &state, repo, c))
-            .collect::<Vec<_>>()
+        render_page(&shared, &uri, &state, repo, &comments)
     };
-    Ok(http::paginate(&shared, &uri, items))
+    Ok(items)
+}
+
+/// Render only the requested page of a comment list (a repository can hold many thousands).
+fn render_page(
+    shared: &Shared,
+    uri: &Uri,
+    state: &State,
+    repo: &Repo,
+    comments: &[&Comment],
+) -> Response {
+    let page = comments[http::page_range(uri, comments.len())]
+        .iter()
+        .map(|c| render::comment(&shared.base_url, state, repo, c))
+        .collect();
+    http::paged(shared, uri, comments.len(), page)
 }
 
 /// `body` of a comment: required, non-blank.
