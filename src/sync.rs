@@ -44,11 +44,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use crate::cache::{Cache, CacheError, CommentRow, IssueRow, MirrorUpdate, timestamp};
 use crate::error::Classify;
-use crate::github::{GitHub, GitHubError, Issue, Owner, RepoSlug};
+use crate::github::{GitHub, GitHubError, Issue, IssueComment, RepoSlug};
 
 /// Cursor names in `sync_cursors`.
 pub const ISSUES_CURSOR: &str = "issues";
@@ -143,7 +142,7 @@ impl Sync {
             walk::<Issue, _>(github, ISSUES_ROUTE, issues_url, issues_since, |issue| {
                 (issue.number, issue.updated_at)
             }),
-            walk::<RepoComment, _>(
+            walk::<IssueComment, _>(
                 github,
                 COMMENTS_ROUTE,
                 comments_url,
@@ -173,7 +172,7 @@ impl Sync {
 fn mirror_update(
     source: String,
     issues: Walked<Issue>,
-    comments: Walked<RepoComment>,
+    comments: Walked<IssueComment>,
     now: DateTime<Utc>,
 ) -> Result<MirrorUpdate, SyncError> {
     let mut update = MirrorUpdate {
@@ -239,20 +238,6 @@ pub fn carries_marker(body: &str) -> bool {
         .skip(1)
         .step_by(2)
         .any(|fenced| fenced.trim_start().starts_with("json") && fenced.contains("\"assigned\""))
-}
-
-/// A repository-wide comment: `issue_url` says which issue it belongs to.
-#[derive(Debug, Clone, Deserialize)]
-struct RepoComment {
-    id: u64,
-    issue_url: String,
-    #[serde(default)]
-    body: Option<String>,
-    user: Option<Owner>,
-    #[serde(default)]
-    author_association: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
 }
 
 /// What one list walk read.
@@ -386,8 +371,8 @@ mod tests {
         assert!(!walk_finished(Some(at("2020-01-01T00:00:00Z")), None));
     }
 
-    fn comment(id: u64, body: &str) -> RepoComment {
-        RepoComment {
+    fn comment(id: u64, body: &str) -> IssueComment {
+        IssueComment {
             id,
             issue_url: "https://api.github.com/repos/acme/widgets/issues/7".to_string(),
             body: Some(body.to_string()),
@@ -395,6 +380,7 @@ mod tests {
             author_association: Some("NONE".to_string()),
             created_at: at("2026-11-21T10:00:00Z"),
             updated_at: at("2026-11-21T10:00:05Z"),
+            html_url: None,
         }
     }
 

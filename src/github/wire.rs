@@ -172,6 +172,8 @@ pub struct NewCommit<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct IssueComment {
     pub id: u64,
+    /// The issue the comment belongs to (`…/issues/42`): repository-wide lists mix issues.
+    pub issue_url: String,
     #[serde(default)]
     pub body: Option<String>,
     pub user: Option<Owner>,
