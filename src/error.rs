@@ -8,7 +8,7 @@
 //!
 //! Exit codes are part of the CLI contract (scripts and the scheduled workflow branch on them):
 //! 0 ok, 1 user or state error, 2 usage, 3 GitHub unreachable or rate-limited, 4 lost a race,
-//! 255 internal.
+//! 124 timed out waiting (`crew wait`, as `timeout(1)` does), 255 internal.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// Another orchestrator won a compare-and-swap (a lease is held elsewhere). Not a failure of
     /// this run so much as a signal to back off. Exit 4.
     LostRace,
+    /// A wait ran out of time before what it waited for happened (`crew wait`). Exit 124, the
+    /// code `timeout(1)` uses, so scripts can treat both alike.
+    Timeout,
     /// A bug in crew, or the machine failing under it. Exit 255.
     Internal,
 }
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Remote => 3,
             ErrorKind::LostRace => 4,
+            ErrorKind::Timeout => 124,
             ErrorKind::Internal => 255,
         }
     }
@@ -252,12 +256,13 @@ mod tests {
             ErrorKind::Usage,
             ErrorKind::Remote,
             ErrorKind::LostRace,
+            ErrorKind::Timeout,
             ErrorKind::Internal,
         ]
         .into_iter()
         .map(ErrorKind::exit_code)
         .collect();
-        assert_eq!(codes, [1, 2, 3, 4, 255]);
+        assert_eq!(codes, [1, 2, 3, 4, 124, 255]);
     }
 
     #[test]

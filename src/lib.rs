@@ -9,6 +9,7 @@ pub mod context;
 pub mod env_vars;
 pub mod error;
 pub mod github;
+pub mod observe;
 pub mod printer;
 pub mod protocol;
 pub mod settings;

@@ -8,4 +8,5 @@ mod doctor;
 mod emulator_serve;
 mod github_client;
 mod leases;
+mod read_side;
 mod sync;

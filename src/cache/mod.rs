@@ -19,6 +19,7 @@
 
 mod location;
 mod mirror;
+mod views;
 
 pub use location::{CACHE_FILE_NAME, CacheLocation};
 pub use mirror::{CommentRow, CursorRow, IssueRow, MirrorChanges, MirrorUpdate, timestamp};

@@ -4,8 +4,12 @@
 //! `run(ctx, args)`. Commands parse, call into the domain modules and print; business rules live
 //! elsewhere. Adding a command is a variant here, a module, and an arm in [`dispatch`].
 
+pub mod cache;
 pub mod doctor;
 pub mod emulator;
+pub mod show;
+pub mod status;
+pub mod wait;
 
 use clap::Subcommand;
 
@@ -21,6 +25,19 @@ pub enum Command {
     /// Run the bundled GitHub emulator
     #[command(subcommand)]
     Emulator(emulator::EmulatorCommand),
+
+    /// Show where every issue crew knows about stands
+    Status(status::StatusArgs),
+
+    /// Show an issue's timeline of crew events, ignored markers and lease
+    Show(show::ShowArgs),
+
+    /// Wait until a matching crew event appears, then print it as JSON
+    Wait(wait::WaitArgs),
+
+    /// Inspect, rebuild or verify the local cache of GitHub
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 /// Runs the chosen command.
@@ -28,5 +45,9 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
     match command {
         Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Emulator(command) => emulator::run(ctx, command).await,
+        Command::Status(args) => status::run(ctx, args).await,
+        Command::Show(args) => show::run(ctx, args).await,
+        Command::Wait(args) => wait::run(ctx, args).await,
+        Command::Cache(command) => cache::run(ctx, command).await,
     }
 }
