@@ -247,6 +247,16 @@ impl Printer {
         self.err_style
     }
 
+    /// Whether stderr is a terminal (never for a captured printer): progress bars are drawn only
+    /// there, as they redraw lines in place.
+    pub fn err_is_terminal(&self) -> bool {
+        match self.err {
+            Sink::Stderr => io::stderr().is_terminal(),
+            Sink::Stdout => io::stdout().is_terminal(),
+            Sink::Buffer(_) => false,
+        }
+    }
+
     /// Writes data to stdout. A closed pipe counts as success; other failures are internal errors.
     pub fn out(
         &self,

@@ -104,6 +104,24 @@ pub struct SyncReport {
     pub cold: bool,
 }
 
+/// Watches a pass page by page (for a progress bar). The two lists are walked concurrently, so
+/// calls for `"issues"` and `"comments"` interleave.
+pub trait SyncProgress: std::marker::Sync {
+    /// `list` ([`ISSUES_CURSOR`] or [`COMMENTS_CURSOR`]) has read `fetched` pages so far, of
+    /// `total` when known: on a cold walk, from the first page's `Link: rel="last"` (a warm walk
+    /// stops early, so its length is unknown until it ends). A walk's last call has
+    /// `total == Some(fetched)`.
+    fn page(&self, list: &str, fetched: u64, total: Option<u64>);
+}
+
+/// A [`SyncProgress`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl SyncProgress for NoProgress {
+    fn page(&self, _list: &str, _fetched: u64, _total: Option<u64>) {}
+}
+
 /// The sync pass (a namespace: it holds no state; everything lives in the cache).
 pub struct Sync;
 
@@ -113,6 +131,16 @@ impl Sync {
         github: &GitHub,
         cache: &Cache,
         repo: &RepoSlug,
+    ) -> Result<SyncReport, SyncError> {
+        Self::run_with_progress(github, cache, repo, &NoProgress).await
+    }
+
+    /// [`Sync::run`], telling `progress` about every page read.
+    pub async fn run_with_progress(
+        github: &GitHub,
+        cache: &Cache,
+        repo: &RepoSlug,
+        progress: &dyn SyncProgress,
     ) -> Result<SyncReport, SyncError> {
         let source = format!(
             "{} {}/{}",
@@ -139,12 +167,24 @@ impl Sync {
         let comments_url =
             format!("{base}/issues/comments?sort=updated&direction=desc&per_page=100");
         let (issues, comments) = tokio::join!(
-            walk::<Issue, _>(github, ISSUES_ROUTE, issues_url, issues_since, |issue| {
-                (issue.number, issue.updated_at)
-            }),
+            walk::<Issue, _>(
+                github,
+                List {
+                    route: ISSUES_ROUTE,
+                    name: ISSUES_CURSOR,
+                    progress,
+                },
+                issues_url,
+                issues_since,
+                |issue| (issue.number, issue.updated_at)
+            ),
             walk::<IssueComment, _>(
                 github,
-                COMMENTS_ROUTE,
+                List {
+                    route: COMMENTS_ROUTE,
+                    name: COMMENTS_CURSOR,
+                    progress,
+                },
                 comments_url,
                 comments_since,
                 |comment| (comment.id, comment.updated_at)
@@ -251,10 +291,39 @@ struct Walked<T> {
     not_modified: u64,
 }
 
+/// Which list a walk reads, and who hears about its pages.
+struct List<'a> {
+    route: &'static str,
+    /// Its cursor name, also its name for [`SyncProgress`].
+    name: &'static str,
+    progress: &'a dyn SyncProgress,
+}
+
+/// What a walk knows of its length after reading page `fetched` (`None`: unknown). Only a cold
+/// walk reads to the end, so only its first page's `rel="last"` is a page count; a list that
+/// grows during the walk may need more pages than that, and the last page settles it.
+fn known_total(
+    cold: bool,
+    total: Option<u64>,
+    page_last: Option<u64>,
+    fetched: u64,
+    finished: bool,
+) -> Option<u64> {
+    if finished {
+        return Some(fetched);
+    }
+    let total = if fetched == 1 && cold {
+        page_last
+    } else {
+        total
+    };
+    total.map(|total| total.max(fetched + 1))
+}
+
 /// Reads a newest-first list from its first page until a page ends before `since`.
 async fn walk<T, K>(
     github: &GitHub,
-    route: &'static str,
+    list: List<'_>,
     first: String,
     since: Option<DateTime<Utc>>,
     key: K,
@@ -269,6 +338,8 @@ where
         requests: 0,
         not_modified: 0,
     };
+    let route = list.route;
+    let mut total = None;
     let mut next = Some(first);
     while let Some(url) = next {
         let page = github.get_conditional(route, &url).await?;
@@ -293,6 +364,14 @@ where
         } else {
             page.next_page()
         };
+        total = known_total(
+            since.is_none(),
+            total,
+            page.last_page(),
+            walked.requests,
+            next.is_none(),
+        );
+        list.progress.page(list.name, walked.requests, total);
     }
     Ok(walked)
 }
@@ -360,6 +439,20 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .map(|at| at.with_timezone(&Utc))
             .unwrap_or_else(|error| panic!("{text}: {error}"))
+    }
+
+    #[test]
+    fn totals_come_from_the_first_cold_page_and_the_end() {
+        // Cold, 3 pages: known from the first page on.
+        assert_eq!(known_total(true, None, Some(3), 1, false), Some(3));
+        assert_eq!(known_total(true, Some(3), None, 2, false), Some(3));
+        assert_eq!(known_total(true, Some(3), None, 3, true), Some(3));
+        // The list grew during the walk: never claim fewer pages than are still coming.
+        assert_eq!(known_total(true, Some(3), None, 3, false), Some(4));
+        // A single page, or a warm walk: known only at the end.
+        assert_eq!(known_total(true, None, None, 1, true), Some(1));
+        assert_eq!(known_total(false, None, Some(5), 1, false), None);
+        assert_eq!(known_total(false, None, None, 2, true), Some(2));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::support::{BOT, Control, MAINTAINER, TestEmulator, TestResult, client}
 use chrono::{DateTime, Duration, Utc};
 use crew::cache::Cache;
 use crew::github::{GitHub, RepoSlug};
-use crew::sync::{Sync, SyncReport};
+use crew::sync::{Sync, SyncProgress, SyncReport};
 use github_emulator::state::{Comment, Issue, IssueState};
 use serde_json::{Value, json};
 
@@ -191,6 +191,58 @@ async fn cold_sync_costs_the_page_lower_bound_and_a_quiet_pass_two_304s() -> Tes
         }
     );
     assert_eq!(totals(&control).await?, (2, 0, 2));
+    Ok(())
+}
+
+/// Every page a sync reported, per list: (fetched, total).
+#[derive(Default)]
+struct Pages(std::sync::Mutex<Vec<(String, u64, Option<u64>)>>);
+
+impl SyncProgress for Pages {
+    fn page(&self, list: &str, fetched: u64, total: Option<u64>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((list.to_string(), fetched, total));
+    }
+}
+
+impl Pages {
+    fn of(&self, list: &str) -> Vec<(u64, Option<u64>)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(name, _, _)| name == list)
+            .map(|(_, fetched, total)| (*fetched, *total))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_sees_every_page_with_the_total_from_the_first() -> TestResult {
+    let emulator = crate::support::emulator().await?;
+    seed(&emulator, 250, 3);
+    let cache = Cache::in_memory().await?;
+    let github = client(&emulator, BOT, Some(cache.clone()))?;
+
+    let pages = Pages::default();
+    let cold = Sync::run_with_progress(&github, &cache, &widgets()?, &pages).await?;
+    assert_eq!(cold.requests, 3 + 8);
+    assert_eq!(
+        pages.of("issues"),
+        (1..=3).map(|page| (page, Some(3))).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pages.of("comments"),
+        (1..=8).map(|page| (page, Some(8))).collect::<Vec<_>>()
+    );
+
+    // A warm pass stops early, so its length is known only at its end.
+    let pages = Pages::default();
+    Sync::run_with_progress(&github, &cache, &widgets()?, &pages).await?;
+    assert_eq!(pages.of("issues"), vec![(1, Some(1))]);
+    assert_eq!(pages.of("comments"), vec![(1, Some(1))]);
     Ok(())
 }
 

@@ -8,8 +8,10 @@
 //! differences too; run `crew status` first to rule that out.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::cache::{Cache, CommentRow, IssueRow};
@@ -17,7 +19,8 @@ use crate::context::Ctx;
 use crate::error::CrewError;
 use crate::github::{GitHub, GitHubConfig};
 use crate::observe::{ObservedIssue, fold_cache, fold_policy, own_login};
-use crate::sync::Sync;
+use crate::printer::Verbosity;
+use crate::sync::{COMMENTS_CURSOR, ISSUES_CURSOR, Sync, SyncProgress};
 
 /// Subcommands of `crew cache`.
 #[derive(Debug, Subcommand)]
@@ -65,7 +68,18 @@ async fn rebuild(ctx: &Ctx) -> Result<(), CrewError> {
     // Refetch for real: with the ETags kept, GitHub would answer 304 and the stored copies
     // (whatever state they are in) would be replayed.
     cache.forget_all_responses().await?;
-    let report = Sync::run(github, cache, &repo).await?;
+    // A bar redraws lines in place: only on a terminal, and not when asked for quiet or JSON.
+    let show_bars = ctx.printer.err_is_terminal()
+        && ctx.printer.verbosity() != Verbosity::Quiet
+        && !ctx.settings.json;
+    let report = if show_bars {
+        let bars = PageBars::new();
+        let report = Sync::run_with_progress(github, cache, &repo, &bars).await;
+        bars.clear();
+        report?
+    } else {
+        Sync::run(github, cache, &repo).await?
+    };
     let issues = cache.issues().await?.len();
     let comments = cache.event_comments(None).await?.len();
     ctx.printer.status(format!(
@@ -80,6 +94,71 @@ async fn rebuild(ctx: &Ctx) -> Result<(), CrewError> {
         }))?;
     }
     Ok(())
+}
+
+/// One progress line per list on stderr: a spinner until the page count is known (from the
+/// first page's `Link: rel="last"`), then a bar.
+struct PageBars {
+    multi: MultiProgress,
+    issues: ProgressBar,
+    comments: ProgressBar,
+}
+
+impl PageBars {
+    fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let spinner = |name: &'static str| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(spinner_style());
+            bar.set_prefix(name);
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        };
+        let issues = spinner(ISSUES_CURSOR);
+        let comments = spinner(COMMENTS_CURSOR);
+        PageBars {
+            multi,
+            issues,
+            comments,
+        }
+    }
+
+    /// Removes the bars, leaving the terminal as it was before them.
+    fn clear(&self) {
+        self.issues.finish_and_clear();
+        self.comments.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl SyncProgress for PageBars {
+    fn page(&self, list: &str, fetched: u64, total: Option<u64>) {
+        let bar = if list == ISSUES_CURSOR {
+            &self.issues
+        } else {
+            &self.comments
+        };
+        bar.set_position(fetched);
+        if let Some(total) = total
+            && bar.length() != Some(total)
+        {
+            if bar.length().is_none() {
+                bar.set_style(bar_style());
+            }
+            bar.set_length(total);
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>8} {spinner} {pos} pages")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} pages")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 async fn verify(ctx: &Ctx) -> Result<(), CrewError> {

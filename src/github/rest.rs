@@ -40,6 +40,12 @@ impl Conditional {
     pub fn next_page(&self) -> Option<String> {
         self.link.as_deref().and_then(next_link)
     }
+
+    /// The page number of the `rel="last"` URL of the `Link` header, if any: the page count of
+    /// the list. GitHub sends it on every page but the last.
+    pub fn last_page(&self) -> Option<u64> {
+        self.link.as_deref().and_then(last_page)
+    }
 }
 
 impl GitHub {
@@ -469,13 +475,32 @@ fn encode(text: &str, keep_slash: bool) -> String {
 
 /// The `rel="next"` target of a `Link` header.
 fn next_link(header: &str) -> Option<String> {
+    link_target(header, "next").map(str::to_string)
+}
+
+/// The `page` query parameter of the `rel="last"` target of a `Link` header.
+fn last_page(header: &str) -> Option<u64> {
+    let target = link_target(header, "last")?;
+    let (_, query) = target.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("page="))
+        .and_then(|page| page.parse().ok())
+}
+
+/// The target of the `Link` header entry with relation `rel`.
+fn link_target<'a>(header: &'a str, rel: &str) -> Option<&'a str> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|param| matches!(param.trim(), "rel=\"next\"" | "rel=next"));
+        let matches = params.split(';').any(|param| {
+            let param = param.trim();
+            param
+                .strip_prefix("rel=")
+                .is_some_and(|value| value.trim_matches('"') == rel)
+        });
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_string())
+        matches.then_some(target)
     })
 }
 
@@ -508,5 +533,14 @@ mod tests {
         );
         assert_eq!(next_link("<https://a/x?page=1>; rel=\"prev\""), None);
         assert_eq!(next_link(""), None);
+    }
+
+    #[test]
+    fn last_page_is_found() {
+        let header = "<https://api.github.com/x?state=all&page=2>; rel=\"next\", <https://api.github.com/x?state=all&per_page=100&page=5>; rel=\"last\"";
+        assert_eq!(last_page(header), Some(5));
+        assert_eq!(last_page("<https://a/x?page=1>; rel=\"prev\""), None);
+        assert_eq!(last_page("<https://a/x?per_page=100>; rel=\"last\""), None);
+        assert_eq!(last_page(""), None);
     }
 }
