@@ -667,9 +667,117 @@ async fn cache_verify_notices_tampering_and_rebuild_repairs() -> TestResult {
         stderr.contains(", 0 not modified)"),
         "a rebuild refetches: {stderr}"
     );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no progress bar (or colour) when stderr is not a terminal: {stderr:?}"
+    );
     let verify = sandbox.crew(&["--json", "cache", "verify"]).await?;
     assert_eq!(verify.status.code(), Some(0), "{verify:?}");
     let view: Value = serde_json::from_slice(&verify.stdout)?;
     assert_eq!(view["equal"], true);
+    Ok(())
+}
+
+/// Puts issue `number` of acme/widgets on project 1 with `status`, as a maintainer would.
+async fn put_on_board(github: &GitHub, number: u64, status: &str) -> TestResult {
+    let ids = github
+        .graphql(
+            "query BoardIds($number: Int!) {
+  organization(login: \"acme\") {
+    projectV2(number: 1) {
+      id
+      field(name: \"Status\") { ... on ProjectV2SingleSelectField { id options { id name } } }
+    }
+  }
+  repository(owner: \"acme\", name: \"widgets\") { issue(number: $number) { id } }
+}",
+            json!({ "number": number }),
+        )
+        .await?;
+    let project = &ids["organization"]["projectV2"];
+    let option = project["field"]["options"]
+        .as_array()
+        .and_then(|options| options.iter().find(|option| option["name"] == status))
+        .ok_or_else(|| format!("no {status} option in {ids:#}"))?;
+    let added = github
+        .graphql_idempotent_mutation(
+            "mutation Add($project: ID!, $content: ID!) {
+  addProjectV2ItemById(input: {projectId: $project, contentId: $content}) { item { id } }
+}",
+            json!({
+                "project": project["id"],
+                "content": ids["repository"]["issue"]["id"],
+            }),
+        )
+        .await?;
+    github
+        .graphql_idempotent_mutation(
+            "mutation Set($project: ID!, $item: ID!, $field: ID!, $option: String!) {
+  updateProjectV2ItemFieldValue(input: {projectId: $project, itemId: $item, fieldId: $field, value: {singleSelectOptionId: $option}}) { projectV2Item { id } }
+}",
+            json!({
+                "project": project["id"],
+                "item": added["addProjectV2ItemById"]["item"]["id"],
+                "field": project["field"]["id"],
+                "option": option["id"],
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_reports_the_board_status() -> TestResult {
+    let emulator = start().await?;
+    let sandbox = Sandbox::new(&emulator)?;
+
+    // Without a project, `board` is null and the human view says so.
+    let seven = sandbox.json(&["--json", "show", "7"]).await?;
+    assert_eq!(seven["board"], Value::Null, "{seven:#}");
+    let human = sandbox.crew(&["show", "7"]).await?;
+    assert!(human.status.success(), "{human:?}");
+    let text = String::from_utf8(human.stdout)?;
+    assert!(text.contains("board: no project configured"), "{text}");
+
+    std::fs::write(
+        sandbox.dir.path().join("work").join("crew.toml"),
+        "[project]\nnumber = 1\n",
+    )?;
+    put_on_board(&client(&emulator, MAINTAINER, None)?, 7, "In Progress").await?;
+
+    let seven = sandbox.json(&["--json", "show", "7"]).await?;
+    assert_eq!(
+        seven["board"],
+        json!({"project": 1, "status": "In Progress"}),
+        "{seven:#}"
+    );
+    assert_eq!(seven["state"], "working", "the rest of show is unchanged");
+    let human = sandbox.crew(&["show", "7"]).await?;
+    assert!(human.status.success(), "{human:?}");
+    let text = String::from_utf8(human.stdout)?;
+    assert!(text.contains("board: In Progress"), "{text}");
+
+    // An issue that is not on the board.
+    let eight = sandbox.json(&["--json", "show", "8"]).await?;
+    assert_eq!(
+        eight["board"],
+        json!({"project": 1, "status": null}),
+        "{eight:#}"
+    );
+    let human = sandbox.crew(&["show", "8"]).await?;
+    let text = String::from_utf8(human.stdout)?;
+    assert!(text.contains("board: not on project 1"), "{text}");
+
+    // A board that cannot be read does not fail `show`; the error is kept.
+    let control = Control::new(&emulator)?;
+    control
+        .faults(json!([{"route": "POST /graphql", "fault": "error", "status": 404}]))
+        .await?;
+    let seven = sandbox.json(&["--json", "show", "7"]).await?;
+    assert_eq!(seven["board"]["project"], 1, "{seven:#}");
+    assert_eq!(seven["board"]["status"], Value::Null, "{seven:#}");
+    assert!(seven["board"]["error"].is_string(), "{seven:#}");
+    assert_eq!(seven["state"], "working");
+    control.clear_faults().await?;
     Ok(())
 }

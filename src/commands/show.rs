@@ -1,15 +1,39 @@
 //! `crew show <issue>`: how an issue got where it is: the events that counted, the markers that
-//! did not (and why), and the lease.
+//! did not (and why), the lease, and the issue's status on the configured Projects (v2) board.
 
 use std::io::Write;
 
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::github::RepoSlug;
 use crate::observe::{ObserveOptions, ObservedIssue, observe, sanitize_line, timestamp};
 use crate::protocol::{FoldPolicy, fold};
+use crate::settings::ProjectConfig;
+
+/// The issue's items on Projects (v2) boards with the status field's value, in one request.
+/// `ProjectV2.owner` is not served by the emulator (and `ProjectV2Owner` has no `login` on
+/// GitHub), so the owner is read from the project's `url` (`.../orgs/<owner>/projects/<n>`).
+pub const BOARD_QUERY: &str =
+    "query CrewIssueBoard($owner: String!, $repo: String!, $number: Int!, $field: String!) {
+  repository(owner: $owner, name: $repo) {
+    issue(number: $number) {
+      projectItems(first: 20, includeArchived: false) {
+        nodes {
+          id
+          project { number title url }
+          fieldValueByName(name: $field) {
+            __typename
+            ... on ProjectV2ItemFieldSingleSelectValue { name optionId }
+          }
+        }
+      }
+    }
+  }
+}";
 
 /// Show an issue's timeline of crew events, ignored markers and lease
 #[derive(Debug, Args)]
@@ -27,6 +51,24 @@ pub struct ShowView {
     pub lease: Option<ShowLease>,
     pub events: Vec<EventLine>,
     pub ignored: Vec<IgnoredLine>,
+    /// `None` when no `[project]` is configured.
+    pub board: Option<ShowBoard>,
+}
+
+/// The issue on the configured board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShowBoard {
+    /// The configured project's number.
+    pub project: u64,
+    /// The status field's value; `None` when the issue is not on the board, has no value, or
+    /// the board could not be read.
+    pub status: Option<String>,
+    /// Whether the issue is an item of the project (for the human view).
+    #[serde(skip)]
+    pub on_board: bool,
+    /// Why the board could not be read; absent when it could.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The lease in full: what `status` shows, plus who holds it.
@@ -82,7 +124,11 @@ pub async fn run(ctx: &Ctx, args: &ShowArgs) -> Result<(), CrewError> {
             }
         },
     };
-    let view = view(&issue);
+    let mut view = view(&issue);
+    view.board = match &ctx.settings.config.project {
+        Some(project) => Some(board(ctx, &observed.repo, issue.number, project).await),
+        None => None,
+    };
     if ctx.settings.json {
         ctx.printer.json(&view)
     } else {
@@ -132,6 +178,114 @@ pub fn view(issue: &ObservedIssue) -> ShowView {
                 message: ignored.reason.to_string(),
             })
             .collect(),
+        board: None,
+    }
+}
+
+/// Reads the issue's status on the configured board. A failure is reported in the result,
+/// never as an error: the rest of `show` stands on its own.
+async fn board(ctx: &Ctx, repo: &RepoSlug, issue: u64, project: &ProjectConfig) -> ShowBoard {
+    let variables = json!({
+        "owner": repo.owner(),
+        "repo": repo.name(),
+        "number": issue,
+        "field": project.status_field,
+    });
+    let answer = match ctx.github().await {
+        Ok(github) => github
+            .graphql(BOARD_QUERY, variables)
+            .await
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let owner = project.owner.as_deref().unwrap_or(repo.owner());
+    match answer.and_then(|data| pick_board(&data, project.number, owner)) {
+        Ok(board) => board,
+        Err(error) => ShowBoard {
+            project: project.number,
+            status: None,
+            on_board: false,
+            error: Some(error),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct BoardData {
+    repository: Option<BoardRepository>,
+}
+
+#[derive(Deserialize)]
+struct BoardRepository {
+    issue: Option<BoardIssue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BoardIssue {
+    project_items: BoardItems,
+}
+
+#[derive(Deserialize)]
+struct BoardItems {
+    #[serde(default)]
+    nodes: Vec<Option<BoardItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BoardItem {
+    project: BoardProject,
+    field_value_by_name: Option<BoardValue>,
+}
+
+#[derive(Deserialize)]
+struct BoardProject {
+    number: u64,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BoardValue {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The item of project `number` owned by `owner`, from a [`BOARD_QUERY`] answer, pure.
+fn pick_board(data: &Value, number: u64, owner: &str) -> Result<ShowBoard, String> {
+    let data = BoardData::deserialize(data)
+        .map_err(|error| format!("unexpected answer to CrewIssueBoard: {error}"))?;
+    let items = data
+        .repository
+        .and_then(|repository| repository.issue)
+        .map(|issue| issue.project_items.nodes)
+        .unwrap_or_default();
+    let item = items.into_iter().flatten().find(|item| {
+        item.project.number == number
+            && item
+                .project
+                .url
+                .as_deref()
+                .and_then(url_owner)
+                .is_none_or(|url_owner| url_owner.eq_ignore_ascii_case(owner))
+    });
+    Ok(ShowBoard {
+        project: number,
+        on_board: item.is_some(),
+        status: item
+            .and_then(|item| item.field_value_by_name)
+            .and_then(|value| value.name),
+        error: None,
+    })
+}
+
+/// `acme` from `https://github.com/orgs/acme/projects/1` (or `/users/<login>/...`).
+fn url_owner(url: &str) -> Option<&str> {
+    let segments: Vec<&str> = url.trim_end_matches('/').rsplit('/').take(4).collect();
+    match segments.as_slice() {
+        [_number, "projects", owner, "orgs" | "users"] => Some(owner),
+        _ => None,
     }
 }
 
@@ -166,6 +320,22 @@ fn render(w: &mut dyn Write, issue: &ObservedIssue, view: &ShowView) -> std::io:
         },
         (None, None) => writeln!(w, "lease: none")?,
     }
+    match &view.board {
+        None => writeln!(w, "board: no project configured")?,
+        Some(board) => match (&board.error, &board.status) {
+            (Some(error), _) => writeln!(
+                w,
+                "board: unknown (project {}: {})",
+                board.project,
+                sanitize_line(error, 200)
+            )?,
+            (None, Some(status)) => writeln!(w, "board: {}", sanitize_line(status, 60))?,
+            (None, None) if board.on_board => {
+                writeln!(w, "board: no status (on project {})", board.project)?;
+            }
+            (None, None) => writeln!(w, "board: not on project {}", board.project)?,
+        },
+    }
     writeln!(w, "events:")?;
     if view.events.is_empty() {
         writeln!(w, "  (none)")?;
@@ -195,4 +365,92 @@ fn render(w: &mut dyn Write, issue: &ObservedIssue, view: &ShowView) -> std::io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(number: u64, url: &str, status: Option<&str>) -> Value {
+        json!({
+            "id": format!("PVTI_{number}"),
+            "project": { "number": number, "title": "Board", "url": url },
+            "fieldValueByName": status.map(|name| json!({
+                "__typename": "ProjectV2ItemFieldSingleSelectValue",
+                "name": name,
+                "optionId": "opt",
+            })),
+        })
+    }
+
+    fn answer(items: Vec<Value>) -> Value {
+        json!({ "repository": { "issue": { "projectItems": { "nodes": items } } } })
+    }
+
+    #[test]
+    fn the_configured_project_is_picked_by_number_and_owner() {
+        let data = answer(vec![
+            item(
+                1,
+                "https://github.com/users/someone/projects/1",
+                Some("Done"),
+            ),
+            item(2, "https://github.com/orgs/acme/projects/2", Some("Todo")),
+            item(
+                1,
+                "https://github.com/orgs/Acme/projects/1",
+                Some("In Progress"),
+            ),
+        ]);
+        let board = pick_board(&data, 1, "acme").unwrap();
+        assert_eq!(board.status.as_deref(), Some("In Progress"));
+        assert!(board.on_board);
+        assert_eq!(board.error, None);
+    }
+
+    #[test]
+    fn not_on_the_board_and_no_status_are_told_apart() {
+        let data = answer(vec![item(
+            2,
+            "https://github.com/orgs/acme/projects/2",
+            None,
+        )]);
+        let missing = pick_board(&data, 1, "acme").unwrap();
+        assert!(!missing.on_board);
+        assert_eq!(missing.status, None);
+        let unset = pick_board(&data, 2, "acme").unwrap();
+        assert!(unset.on_board);
+        assert_eq!(unset.status, None);
+        let gone = pick_board(&json!({ "repository": { "issue": null } }), 1, "acme").unwrap();
+        assert!(!gone.on_board);
+        assert!(pick_board(&json!({ "repository": 3 }), 1, "acme").is_err());
+    }
+
+    #[test]
+    fn project_urls_name_their_owner() {
+        assert_eq!(
+            url_owner("https://github.com/orgs/acme/projects/1"),
+            Some("acme")
+        );
+        assert_eq!(
+            url_owner("http://127.0.0.1:9/users/bob/projects/12/"),
+            Some("bob")
+        );
+        assert_eq!(url_owner("https://github.com/acme/projects/1"), None);
+        assert_eq!(url_owner("nonsense"), None);
+    }
+
+    #[test]
+    fn the_board_serializes_as_documented() {
+        let board = ShowBoard {
+            project: 1,
+            status: None,
+            on_board: true,
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&board).unwrap(),
+            json!({ "project": 1, "status": null })
+        );
+    }
 }
