@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use chrono::{DateTime, Utc};
 
 use crate::cache::{Cache, CacheError, CommentRow};
-use crate::context::Ctx;
+use crate::context::{Clock, Ctx};
 use crate::error::CrewError;
 use crate::github::{GitHub, ObservedLease, RepoSlug};
 use crate::protocol::lease::LeaseStatus;
@@ -120,20 +120,33 @@ pub struct IssueLease {
 
 /// Syncs (unless told not to), reads the leases and folds every issue crew knows about.
 pub async fn observe(ctx: &Ctx, options: ObserveOptions) -> Result<Observed, CrewError> {
-    let repo = ctx.settings.require_repo()?.clone();
+    ctx.settings.require_repo()?;
     let github = ctx.github().await?;
     let cache = ctx.cache().await?;
+    observe_with(github, cache, &ctx.settings, ctx.clock, options).await
+}
+
+/// [`observe`] for a caller that holds its own client and cache instead of a [`Ctx`]
+/// (`crew doctor`, which opens them separately so a broken cache cannot stop it).
+pub async fn observe_with(
+    github: &GitHub,
+    cache: &Cache,
+    settings: &Settings,
+    clock: Clock,
+    options: ObserveOptions,
+) -> Result<Observed, CrewError> {
+    let repo = settings.require_repo()?.clone();
     let sync = if options.sync {
         Sync::run(github, cache, &repo).await?
     } else {
         SyncReport::default()
     };
     let leases = github
-        .leases(&repo, &ctx.settings.config.lease_ref_prefix)
+        .leases(&repo, &settings.config.lease_ref_prefix)
         .await?;
-    let own_login = own_login(github, cache, &ctx.settings).await?;
-    let policy = fold_policy(&ctx.settings, own_login);
-    let now = ctx.clock.now();
+    let own_login = own_login(github, cache, settings).await?;
+    let policy = fold_policy(settings, own_login);
+    let now = clock.now();
     let issues = fold_cache(cache, &leases, &policy, now).await?;
     Ok(Observed {
         repo,

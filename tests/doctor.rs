@@ -137,12 +137,14 @@ async fn doctor_passes_for_the_bot_and_cleans_up_its_probe() -> TestResult {
         "project",
         "agents",
         "cache",
+        "markers",
     ] {
         assert_eq!(status(&report, name)?, "ok", "{name}: {report:#}");
     }
     assert!(detail(&report, "token")?.contains("crew-bot (from GH_TOKEN)"));
     assert!(detail(&report, "permission")?.contains("write"));
     assert!(detail(&report, "project")?.contains("Blocked"));
+    assert_eq!(detail(&report, "markers")?, "no ignored markers");
     assert!(sandbox.cache.join("cache.sqlite3").exists());
 
     // The probe wrote for real and cleaned up after itself.
@@ -165,9 +167,11 @@ async fn doctor_passes_for_the_bot_and_cleans_up_its_probe() -> TestResult {
             .await?
             .is_empty()
     );
-    // A whole doctor run stays cheap.
+    // A whole doctor run stays cheap: 12 for the checks, and 4 for the markers check's read
+    // side on a cold cache (issues, comments, lease refs, and `GET /user` for the own login,
+    // which is remembered in the cache after the first run).
     let total = stats["requests"].as_u64().unwrap_or(u64::MAX);
-    assert!(total <= 14, "doctor sent {total} requests: {stats:#}");
+    assert!(total <= 16, "doctor sent {total} requests: {stats:#}");
     Ok(())
 }
 
@@ -410,4 +414,105 @@ fn doctor_graphql_documents_validate_against_githubs_schema() {
             panic!("{document}\n{errors}");
         }
     }
+}
+
+/// A valid marker comment for `issue`, rendered by crew's own codec.
+fn marker_comment(issue: u64, op: &str, body: crew::protocol::EventBody) -> String {
+    let event = crew::protocol::Event {
+        issue,
+        attempt: 1,
+        worker: format!("worker-1763700000-{issue}-1"),
+        op: op.to_string(),
+        at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        body,
+    };
+    crew::protocol::render_comment(&event, "**crew event**")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_warns_about_a_spoofed_marker() -> TestResult {
+    use crew::protocol::{Assignment, EventBody};
+    use github_emulator::world::{WorldComment, WorldIssue};
+
+    let comment = |author: &str, body: String| WorldComment {
+        author: author.to_string(),
+        body,
+    };
+    let issue = |title: &str, comments: Vec<WorldComment>| WorldIssue {
+        title: title.to_string(),
+        body: None,
+        author: Some("maintainer".to_string()),
+        labels: Vec::new(),
+        assignees: Vec::new(),
+        state: "open".to_string(),
+        comments,
+    };
+    let assigned = |issue: u64| {
+        marker_comment(
+            issue,
+            &format!("op-assigned-{issue}"),
+            EventBody::Assigned(Assignment::default()),
+        )
+    };
+    let emulator = crate::support::emulator_with(|world| {
+        if let Some(repo) = world.repos.first_mut() {
+            // #1: the bot's own `assigned`, then an outsider pretending the work started.
+            repo.issues.push(issue(
+                "Spoofed",
+                vec![
+                    comment("crew-bot", assigned(1)),
+                    comment(
+                        "outsider",
+                        marker_comment(1, "op-spoof", EventBody::Started {}),
+                    ),
+                ],
+            ));
+            // #2: clean.
+            repo.issues
+                .push(issue("Clean", vec![comment("crew-bot", assigned(2))]));
+        }
+    })
+    .await?;
+    let sandbox = Sandbox::new(&emulator)?;
+
+    let (code, report, stderr) = sandbox.doctor_json(&emulator, Some(BOT)).await?;
+
+    // A warning, not a failure.
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(status(&report, "markers")?, "warn", "{report:#}");
+    let markers = detail(&report, "markers")?;
+    assert_eq!(markers, "1 ignored marker: #1 (1 untrusted)");
+    assert!(
+        check(&report, "markers")?["hint"]
+            .as_str()
+            .unwrap_or("")
+            .contains("crew show")
+    );
+    // After `cache`, and last.
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter_map(|check| check["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names.last(), Some(&"markers"), "{names:?}");
+    assert_eq!(names.iter().rev().nth(1), Some(&"cache"), "{names:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_skips_the_markers_check_without_a_token() -> TestResult {
+    let emulator = crate::support::emulator().await?;
+    let sandbox = Sandbox::new(&emulator)?;
+
+    let (_, report, _) = sandbox.doctor_json(&emulator, None).await?;
+
+    assert_eq!(
+        detail(&report, "markers")?,
+        "not checked: needs a working token"
+    );
+    Ok(())
 }

@@ -11,6 +11,9 @@
 //!   leases depend on), and always deletes it again, failure or not.
 //! - **Missing agent binaries only warn**: an orchestrator that dispatches to a remote runtime
 //!   does not need them locally.
+//! - **Ignored markers only warn** (DESIGN.md 2.1): the `markers` check runs the read side
+//!   ([`observe_with`], the same sync and fold as `crew status`) and counts, per issue, the
+//!   markers that did not count; `crew show <issue>` gives each reason in full.
 //! - **The report is a view struct** (`--json`: `{"ok", "checks": [{"name", "status", "detail",
 //!   "hint"}]}`), not the internal types, so its field names are a stable contract.
 
@@ -20,11 +23,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cache::{Cache, CacheLocation, SCHEMA_VERSION};
-use crate::context::Ctx;
+use crate::context::{Clock, Ctx};
 use crate::error::CrewError;
 use crate::github::{
     Branch, CollaboratorPermission, GitHub, GitHubConfig, GitHubError, RepoSlug, Repository, User,
 };
+use crate::observe::{ObserveOptions, ObservedIssue, observe_with};
+use crate::protocol::IgnoreReason;
 use crate::settings::{Env, ProjectConfig, Settings};
 
 /// Check the token, repository, settings and GitHub features crew relies on
@@ -140,7 +145,18 @@ pub async fn diagnose(settings: &Settings) -> (DoctorReport, Option<GitHub>) {
     checks.push(check_lease_refs(settings, repo.as_ref(), base.as_ref(), can_write, &github).await);
     checks.push(check_project(settings, repo.as_ref(), user.is_some(), &github).await);
     checks.push(check_agents(settings));
+    let cache_usable = cache_check.status == Status::Ok;
     checks.push(cache_check);
+    checks.push(
+        check_markers(
+            settings,
+            user.is_some(),
+            repository.is_some(),
+            cache_usable,
+            &github,
+        )
+        .await,
+    );
     (report(checks), Some(github))
 }
 
@@ -917,6 +933,107 @@ async fn check_cache(settings: &Settings, repo: Option<&RepoSlug>) -> (CheckView
     (check, Some(cache))
 }
 
+/// Runs the read side (sync, leases, fold) and reports the markers it ignored (DESIGN.md 2.1).
+async fn check_markers(
+    settings: &Settings,
+    have_token: bool,
+    have_repository: bool,
+    cache_usable: bool,
+    github: &GitHub,
+) -> CheckView {
+    const NAME: &str = "markers";
+    if !have_token {
+        return not_checked(NAME, "needs a working token");
+    }
+    if !have_repository {
+        return not_checked(NAME, "needs a readable repository");
+    }
+    let Some(cache) = github.cache().filter(|_| cache_usable) else {
+        return not_checked(NAME, "needs a usable cache");
+    };
+    match observe_with(
+        github,
+        cache,
+        settings,
+        Clock::System,
+        ObserveOptions::default(),
+    )
+    .await
+    {
+        Ok(observed) => markers_check(&observed.issues),
+        Err(error) => fail(
+            NAME,
+            format!(
+                "cannot read the event comments: {}",
+                error.chain().join(": ")
+            ),
+            error.hints().first().cloned(),
+        ),
+    }
+}
+
+/// How many issues [`markers_check`] names before "and N more".
+const MARKER_ISSUES_LISTED: usize = 5;
+
+/// Judges the folded issues: every ignored marker is worth a look.
+fn markers_check(issues: &[ObservedIssue]) -> CheckView {
+    const NAME: &str = "markers";
+    let mut total = 0;
+    let mut listed = Vec::new();
+    for issue in issues
+        .iter()
+        .filter(|issue| !issue.state.ignored.is_empty())
+    {
+        // Reasons in the order they first occur on the issue, each with its count.
+        let mut reasons: Vec<(&str, usize)> = Vec::new();
+        for ignored in &issue.state.ignored {
+            let label = ignore_label(&ignored.reason);
+            match reasons.iter_mut().find(|(seen, _)| *seen == label) {
+                Some((_, count)) => *count += 1,
+                None => reasons.push((label, 1)),
+            }
+        }
+        total += issue.state.ignored.len();
+        let reasons: Vec<String> = reasons
+            .iter()
+            .map(|(label, count)| format!("{count} {label}"))
+            .collect();
+        listed.push(format!("#{} ({})", issue.number, reasons.join(", ")));
+    }
+    if total == 0 {
+        return ok(NAME, "no ignored markers");
+    }
+    let more = listed.len().saturating_sub(MARKER_ISSUES_LISTED);
+    listed.truncate(MARKER_ISSUES_LISTED);
+    let mut detail = format!(
+        "{total} ignored marker{}: {}",
+        if total == 1 { "" } else { "s" },
+        listed.join(", ")
+    );
+    if more > 0 {
+        detail.push_str(&format!(" and {more} more"));
+    }
+    warn(
+        NAME,
+        detail,
+        Some("crew show <issue> says why each was ignored".to_string()),
+    )
+}
+
+/// A short word for why a marker was ignored (`crew show` gives the full reason).
+fn ignore_label(reason: &IgnoreReason) -> &'static str {
+    match reason {
+        IgnoreReason::UntrustedAuthor { .. } => "untrusted",
+        IgnoreReason::Malformed(_) => "malformed",
+        IgnoreReason::UnknownVersion { .. } => "unknown version",
+        IgnoreReason::StaleAttempt { .. } => "stale attempt",
+        IgnoreReason::UnknownAttempt { .. } => "unknown attempt",
+        IgnoreReason::IllegalTransition { .. } => "illegal transition",
+        IgnoreReason::WrongIssue { .. } => "wrong issue",
+        IgnoreReason::DuplicateOp { .. } => "duplicate op",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,6 +1071,66 @@ mod tests {
         let check = project_check(&project(), "acme", &serde_json::Value::Null);
         assert_eq!(check.status, Status::Fail);
         assert!(check.detail.contains("no project #1 owned by acme"));
+    }
+
+    fn issue(number: u64, bodies: &[(&str, &str)]) -> ObservedIssue {
+        let policy = crate::protocol::FoldPolicy::new("crew-bot");
+        let events = bodies.iter().enumerate().map(|(id, (author, body))| {
+            let association = if *author == "crew-bot" {
+                "NONE"
+            } else {
+                "CONTRIBUTOR"
+            };
+            crate::protocol::ObservedEvent::from_comment(id as u64 + 1, *author, association, body)
+        });
+        ObservedIssue {
+            number,
+            title: String::new(),
+            open: true,
+            state: crate::protocol::fold(number, events, None, &policy),
+            lease: None,
+            newest_comment_id: None,
+        }
+    }
+
+    #[test]
+    fn markers_check_counts_ignored_markers_per_issue() {
+        let spoof = "<!-- crew:v1 {\"kind\":\"approved\"} -->";
+        let malformed = "<!-- crew:v1 {\"kind\": oops -->";
+        assert_eq!(markers_check(&[issue(1, &[])]).status, Status::Ok);
+        assert_eq!(markers_check(&[]).detail, "no ignored markers");
+
+        let check = markers_check(&[
+            issue(
+                4,
+                &[
+                    ("outsider", spoof),
+                    ("crew-bot", malformed),
+                    ("outsider", spoof),
+                ],
+            ),
+            issue(5, &[]),
+            issue(9, &[("crew-bot", malformed)]),
+        ]);
+        assert_eq!(check.status, Status::Warn);
+        assert_eq!(
+            check.detail,
+            "4 ignored markers: #4 (2 untrusted, 1 malformed), #9 (1 malformed)"
+        );
+        assert!(
+            check
+                .hint
+                .as_deref()
+                .is_some_and(|hint| hint.contains("crew show"))
+        );
+
+        let many: Vec<_> = (1..=7).map(|n| issue(n, &[("outsider", spoof)])).collect();
+        let check = markers_check(&many);
+        assert_eq!(
+            check.detail,
+            "7 ignored markers: #1 (1 untrusted), #2 (1 untrusted), #3 (1 untrusted), \
+             #4 (1 untrusted), #5 (1 untrusted) and 2 more"
+        );
     }
 
     #[test]
