@@ -7,6 +7,7 @@ mod contract;
 mod doctor;
 mod emulator_serve;
 mod github_client;
+mod lease_writes;
 mod leases;
 mod read_side;
 mod sync;

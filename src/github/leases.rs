@@ -1,4 +1,5 @@
-//! Reading every lease of a repository at once (DESIGN.md 2.2), by REST or by GraphQL.
+//! Leases on GitHub (DESIGN.md 2.2): reading every lease of a repository at once, by REST or by
+//! GraphQL; and writing one (acquire, renew, release) by compare-and-swap on its ref.
 //!
 //! `crew status`, `fill` and `dispatch` need all leases, every cycle, so the read is built to be
 //! nearly free when nothing changed:
@@ -23,12 +24,22 @@
 //! one bad ref must not blind crew to every other lease. Refs under the prefix whose name is not
 //! an issue number are not crew's and are skipped. Only failures to talk to GitHub are errors of
 //! the whole read.
+//!
+//! Writes ([`GitHub::acquire_lease`], [`GitHub::renew_lease`], [`GitHub::release_lease`]) only
+//! ever create the ref or fast-forward it (`force: false`), so GitHub itself decides every race:
+//! a loser gets [`LeaseWriteError::LostRace`] (exit 4) and leaves at most an unreferenced commit
+//! object behind; a holder whose fast-forward is refused is [`LeaseWriteError::Superseded`]. A lease
+//! crew cannot read (garbage, a newer format) is never overwritten. Costs: acquire 4 requests
+//! (fresh or takeover), refusing a live lease 2 (1 with a warm cache), renew and release 2 each.
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{GitHub, GitHubError, RepoSlug};
-use crate::protocol::lease::{Lease, LeaseError, LeaseStatus, issue_from_ref, parse_lease_for};
+use crate::protocol::lease::{
+    LEASE_VERSION, Lease, LeaseError, LeaseState, LeaseStatus, issue_from_ref, lease_ref,
+    parse_lease_for, render_lease,
+};
 
 /// All lease refs under `$prefix` with their commit messages; `first: 100` is GitHub's page cap.
 /// `__typename` tells a commit from a ref pointing at a tree, blob or tag.
@@ -212,6 +223,423 @@ impl GitHub {
             tracing::warn!("could not update the lease commit cache: {error}");
         }
         Ok(Some(commit.message))
+    }
+}
+
+/// What [`GitHub::acquire_lease`] needs besides the repository, prefix and issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The base branch (`main`): a first lease commit takes its tip as parent and its tree.
+    pub base: String,
+    pub worker: String,
+    pub host: String,
+    /// `local` or `actions`.
+    pub runtime: String,
+    /// How long the lease holds without renewal (DESIGN.md 2.2: 30 min by default).
+    pub ttl: chrono::TimeDelta,
+    /// The injected clock: liveness of the current lease is judged at this instant, and the new
+    /// lease's `acquired_at`/`renewed_at` are this instant.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// A lease this process wrote and (as far as it knows) still holds: the lease plus the commit
+/// the ref pointed at after our write. Renewal and release fast-forward from `sha`, so whoever
+/// holds a `HeldLease` can prove, by compare-and-swap, that nobody took the lease in between.
+/// Serialisable so a supervisor can keep it in `.crew/worker.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldLease {
+    pub lease: Lease,
+    /// Full ref name, `refs/crew/leases/42`.
+    pub ref_name: String,
+    /// The lease commit we wrote; the ref pointed at it when our write succeeded.
+    pub sha: String,
+    /// The tree of that commit, reused by the next lease commit (saves a request).
+    pub tree: String,
+}
+
+/// Why a lease write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseWriteError {
+    /// Someone else holds the lease, or won the compare-and-swap first. Nothing of ours is left
+    /// on the ref (at most an unreferenced commit object). Exit code 4.
+    #[error("issue #{issue}: {}", describe_holder(holder.as_ref()))]
+    LostRace { issue: u64, holder: Option<Lease> },
+    /// Our renewal or release was rejected: the ref no longer descends from our commit (someone
+    /// took the lease over after it expired, or the ref was deleted). The worker must stop.
+    #[error(
+        "issue #{issue}: lease attempt {attempt} was superseded; {}",
+        describe_holder(current.as_ref())
+    )]
+    Superseded {
+        issue: u64,
+        attempt: u32,
+        current: Option<Lease>,
+    },
+    /// The lease ref holds something crew cannot read (garbage, a newer format, not a commit).
+    /// crew never overwrites what it does not understand.
+    #[error("issue #{issue}: refusing to touch lease ref {ref_name} (at {sha}): {error}")]
+    Unreadable {
+        issue: u64,
+        ref_name: String,
+        sha: String,
+        error: LeaseError,
+    },
+    /// The lease we were asked to renew is not held (already released).
+    #[error("issue #{issue}: lease attempt {attempt} is released; acquire a new one")]
+    NotHeld { issue: u64, attempt: u32 },
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+}
+
+impl crate::error::Classify for LeaseWriteError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            LeaseWriteError::LostRace { .. } | LeaseWriteError::Superseded { .. } => {
+                ErrorKind::LostRace
+            }
+            LeaseWriteError::Unreadable { error, .. } => error.kind(),
+            LeaseWriteError::NotHeld { .. } => ErrorKind::User,
+            LeaseWriteError::GitHub(error) => error.kind(),
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            LeaseWriteError::LostRace { .. } => {
+                vec!["another orchestrator holds this issue; `crew status` shows who".to_string()]
+            }
+            LeaseWriteError::Unreadable { error, .. } => error.hints(),
+            LeaseWriteError::GitHub(error) => error.hints(),
+            LeaseWriteError::Superseded { .. } | LeaseWriteError::NotHeld { .. } => Vec::new(),
+        }
+    }
+}
+
+/// `now + ttl`, saturating instead of panicking on an absurd TTL.
+fn expiry(
+    now: chrono::DateTime<chrono::Utc>,
+    ttl: chrono::TimeDelta,
+) -> chrono::DateTime<chrono::Utc> {
+    now.checked_add_signed(ttl)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+fn describe_holder(holder: Option<&Lease>) -> String {
+    match holder {
+        Some(lease) => format!(
+            "lease held by worker {} on host {} (attempt {}, {}) until {}",
+            lease.worker,
+            lease.host,
+            lease.attempt,
+            match lease.state {
+                LeaseState::Held => "held",
+                LeaseState::Released => "released",
+            },
+            lease
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => "another orchestrator won the lease".to_string(),
+    }
+}
+
+impl GitHub {
+    /// Acquires the lease of `issue` (DESIGN.md 2.2), by compare-and-swap on its ref.
+    ///
+    /// - No ref: a lease commit (attempt 1; tree and parent from the tip of `request.base`),
+    ///   then `POST /git/refs`. 4 requests: get ref, branch, commit, create ref.
+    /// - A released or expired lease: a lease commit (attempt + 1) whose parent is the tip we
+    ///   read and whose tree is that commit's, then `PATCH` with `force: false`. 4 requests:
+    ///   get ref, get commit, commit, update ref.
+    ///   With a cache that already holds the lease message, still 4 (the tree is fetched only
+    ///   once a takeover is decided).
+    /// - A live lease: [`LeaseWriteError::LostRace`] naming the holder, no writes at all: 2
+    ///   requests (get ref, get commit), or 1 when the cache holds the lease message (every
+    ///   lease commit crew writes or reads is cached by sha).
+    /// - Anything crew cannot read (garbage, a newer format): [`LeaseWriteError::Unreadable`],
+    ///   no writes: crew never guesses that what it cannot read is free.
+    ///
+    /// Losing the compare-and-swap (422, and the ref is indeed someone else's) is
+    /// [`LeaseWriteError::LostRace`]; the commit object created before the ref write is then an
+    /// unreferenced orphan, harmless, and collected by GitHub's gc. A ref write whose response
+    /// was lost is not re-sent blindly: the client's applied-check re-reads the ref and accepts
+    /// it when it points at our commit.
+    pub async fn acquire_lease(
+        &self,
+        repo: &RepoSlug,
+        prefix: &str,
+        issue: u64,
+        request: LeaseRequest,
+    ) -> Result<HeldLease, LeaseWriteError> {
+        let ref_name = lease_ref(prefix, issue);
+        let new_lease = |attempt: u32| Lease {
+            v: LEASE_VERSION,
+            issue,
+            attempt,
+            worker: request.worker.clone(),
+            host: request.host.clone(),
+            runtime: request.runtime.clone(),
+            acquired_at: request.now,
+            renewed_at: request.now,
+            expires_at: expiry(request.now, request.ttl),
+            state: LeaseState::Held,
+        };
+        match self.get_ref(repo, &ref_name).await? {
+            None => {
+                let base = self.branch(repo, &request.base).await?;
+                let lease = new_lease(1);
+                let tree = base.commit.commit.tree.sha;
+                let sha = self
+                    .write_lease_commit(repo, &lease, &tree, &base.commit.sha)
+                    .await?;
+                match self.create_ref(repo, &ref_name, &sha).await {
+                    Ok(_) => Ok(HeldLease {
+                        lease,
+                        ref_name,
+                        sha,
+                        tree,
+                    }),
+                    Err(error @ GitHubError::Validation { .. }) => {
+                        // "Reference already exists" means someone else created it first; any
+                        // other 422 (a ref name the host refuses) leaves no ref behind.
+                        match self.current_lease(repo, &ref_name, issue).await? {
+                            Some((_, holder)) => Err(LeaseWriteError::LostRace {
+                                issue,
+                                holder: holder.ok(),
+                            }),
+                            None => Err(error.into()),
+                        }
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Some(git_ref) => {
+                let tip = git_ref.object.sha;
+                let unreadable = |error: LeaseError| LeaseWriteError::Unreadable {
+                    issue,
+                    ref_name: ref_name.clone(),
+                    sha: tip.clone(),
+                    error,
+                };
+                if git_ref.object.kind != "commit" {
+                    return Err(unreadable(LeaseError::NotACommit {
+                        kind: git_ref.object.kind,
+                    }));
+                }
+                // A lease message the cache holds (commits are immutable) decides "live" without
+                // a request; the tree is fetched only when we go on to take the lease over.
+                let cached = self.cached_lease_message(&tip).await;
+                let mut fetched = None;
+                let message = match cached {
+                    Some(message) => message,
+                    None => {
+                        let commit =
+                            self.lease_commit(repo, &tip)
+                                .await
+                                .map_err(|error| match error {
+                                    LeaseWriteError::GitHub(GitHubError::NotFound { .. }) => {
+                                        unreadable(LeaseError::MissingCommit { sha: tip.clone() })
+                                    }
+                                    other => other,
+                                })?;
+                        let message = commit.message.clone();
+                        fetched = Some(commit);
+                        message
+                    }
+                };
+                let previous = parse_lease_for(issue, &message).map_err(unreadable)?;
+                if previous.status(request.now) == LeaseStatus::Live {
+                    return Err(LeaseWriteError::LostRace {
+                        issue,
+                        holder: Some(previous),
+                    });
+                }
+                let tree = match fetched {
+                    Some(commit) => commit.tree.sha,
+                    None => self.commit(repo, &tip).await?.tree.sha,
+                };
+                let lease = new_lease(previous.attempt.saturating_add(1));
+                let sha = self.write_lease_commit(repo, &lease, &tree, &tip).await?;
+                match self.update_ref(repo, &ref_name, &sha).await {
+                    Ok(_) => Ok(HeldLease {
+                        lease,
+                        ref_name,
+                        sha,
+                        tree,
+                    }),
+                    Err(error @ GitHubError::Validation { .. }) => {
+                        match self.current_lease(repo, &ref_name, issue).await? {
+                            // Still at the tip we read: the 422 was not a lost race.
+                            Some((now_at, _)) if now_at == tip => Err(error.into()),
+                            Some((_, holder)) => Err(LeaseWriteError::LostRace {
+                                issue,
+                                holder: holder.ok(),
+                            }),
+                            None => Err(LeaseWriteError::LostRace {
+                                issue,
+                                holder: None,
+                            }),
+                        }
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// Renews a lease we hold: a fast-forward from `held.sha` to a commit with `renewed_at =
+    /// now` and `expires_at = now + ttl`. 2 requests (commit, update ref). The `force: false`
+    /// update is the check that the ref still descends only from our commit: if anyone took the
+    /// lease over (their commit is a child of ours, not an ancestor of our new one) or deleted
+    /// the ref, GitHub answers 422 and this returns [`LeaseWriteError::Superseded`]: the caller
+    /// must stop the worker.
+    pub async fn renew_lease(
+        &self,
+        repo: &RepoSlug,
+        held: &HeldLease,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: chrono::TimeDelta,
+    ) -> Result<HeldLease, LeaseWriteError> {
+        if held.lease.state == LeaseState::Released {
+            return Err(LeaseWriteError::NotHeld {
+                issue: held.lease.issue,
+                attempt: held.lease.attempt,
+            });
+        }
+        let lease = Lease {
+            renewed_at: now,
+            expires_at: expiry(now, ttl),
+            ..held.lease.clone()
+        };
+        self.fast_forward_lease(repo, held, lease).await
+    }
+
+    /// Releases a lease we hold: a fast-forward to a commit with `state: released` (never a
+    /// delete: a delete has no precondition and could remove a newer holder's lease). Releasing
+    /// an already released lease is a no-op. [`LeaseWriteError::Superseded`] when someone else
+    /// holds it now (there is nothing of ours left to release).
+    pub async fn release_lease(
+        &self,
+        repo: &RepoSlug,
+        held: &HeldLease,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<HeldLease, LeaseWriteError> {
+        if held.lease.state == LeaseState::Released {
+            return Ok(held.clone());
+        }
+        let lease = Lease {
+            renewed_at: now,
+            state: LeaseState::Released,
+            ..held.lease.clone()
+        };
+        self.fast_forward_lease(repo, held, lease).await
+    }
+
+    /// Writes `lease` as a child of `held.sha` and fast-forwards the ref to it.
+    async fn fast_forward_lease(
+        &self,
+        repo: &RepoSlug,
+        held: &HeldLease,
+        lease: Lease,
+    ) -> Result<HeldLease, LeaseWriteError> {
+        let sha = self
+            .write_lease_commit(repo, &lease, &held.tree, &held.sha)
+            .await?;
+        match self.update_ref(repo, &held.ref_name, &sha).await {
+            Ok(_) => Ok(HeldLease {
+                lease,
+                ref_name: held.ref_name.clone(),
+                sha,
+                tree: held.tree.clone(),
+            }),
+            Err(error @ GitHubError::Validation { .. }) => {
+                match self
+                    .current_lease(repo, &held.ref_name, held.lease.issue)
+                    .await?
+                {
+                    // Still ours: the 422 was about something else.
+                    Some((tip, _)) if tip == held.sha => Err(error.into()),
+                    current => Err(LeaseWriteError::Superseded {
+                        issue: held.lease.issue,
+                        attempt: held.lease.attempt,
+                        current: current.and_then(|(_, lease)| lease.ok()),
+                    }),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The message of lease commit `sha` if the cache holds it (no request).
+    async fn cached_lease_message(&self, sha: &str) -> Option<String> {
+        let cache = self.cache()?;
+        match cache.lease_commit(sha).await {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!("ignoring the lease commit cache: {error}");
+                None
+            }
+        }
+    }
+
+    /// `GET` lease commit `sha`, remembering its message in the cache.
+    async fn lease_commit(
+        &self,
+        repo: &RepoSlug,
+        sha: &str,
+    ) -> Result<super::GitCommit, LeaseWriteError> {
+        let commit = self.commit(repo, sha).await?;
+        if let Some(cache) = self.cache()
+            && let Err(error) = cache.store_lease_commit(sha, &commit.message).await
+        {
+            tracing::warn!("could not update the lease commit cache: {error}");
+        }
+        Ok(commit)
+    }
+
+    /// Creates the lease commit for `lease` (message = lease JSON) and remembers its message in
+    /// the cache, so the next [`GitHub::leases`] need not fetch it. Returns its sha.
+    async fn write_lease_commit(
+        &self,
+        repo: &RepoSlug,
+        lease: &Lease,
+        tree: &str,
+        parent: &str,
+    ) -> Result<String, GitHubError> {
+        let message = render_lease(lease);
+        let commit = self.create_commit(repo, &message, tree, &[parent]).await?;
+        if let Some(cache) = self.cache()
+            && let Err(error) = cache.store_lease_commit(&commit.sha, &message).await
+        {
+            tracing::warn!("could not update the lease commit cache: {error}");
+        }
+        Ok(commit.sha)
+    }
+
+    /// Where the lease ref points now and what it says; `None` when it does not exist.
+    /// Used after a rejected write, to name the winner.
+    async fn current_lease(
+        &self,
+        repo: &RepoSlug,
+        ref_name: &str,
+        issue: u64,
+    ) -> Result<Option<(String, Result<Lease, LeaseError>)>, GitHubError> {
+        let Some(git_ref) = self.get_ref(repo, ref_name).await? else {
+            return Ok(None);
+        };
+        let sha = git_ref.object.sha;
+        let lease = if git_ref.object.kind == "commit" {
+            match self.lease_commit_message(repo, &sha).await? {
+                Some(message) => parse_lease_for(issue, &message),
+                None => Err(LeaseError::MissingCommit { sha: sha.clone() }),
+            }
+        } else {
+            Err(LeaseError::NotACommit {
+                kind: git_ref.object.kind,
+            })
+        };
+        Ok(Some((sha, lease)))
     }
 }
 

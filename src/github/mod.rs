@@ -44,7 +44,7 @@ use octocrab::Octocrab;
 pub use budget::{CORE, GRAPHQL, RateSnapshot, RequestCounts};
 pub use error::{GitHubError, GraphQlError, ValidationDetail};
 pub use graphql::GraphQlResponse;
-pub use leases::ObservedLease;
+pub use leases::{HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
 pub use rest::Conditional;
 pub use wire::{
     Branch, BranchCommit, BranchCommitDetail, CollaboratorPermission, GitCommit, GitObject, GitRef,
