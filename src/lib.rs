@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin wrapper around [`main_exit_code`]; see DESIGN.md for the architecture.
 
+pub mod agents;
 pub mod cache;
 pub mod cli;
 pub mod commands;
