@@ -668,6 +668,9 @@ pub fn builtin_profiles() -> BTreeMap<String, ProfileConfig> {
                     "Write",
                     "Grep",
                     "Glob",
+                    "mcp__git__*",
+                    "mcp__github__*",
+                    "mcp__memory__*",
                     "WebFetch",
                     "WebSearch",
                 ],
@@ -678,14 +681,35 @@ pub fn builtin_profiles() -> BTreeMap<String, ProfileConfig> {
         (
             "research".to_owned(),
             profile(
-                &["Read", "Grep", "Glob", "WebFetch", "WebSearch"],
+                &[
+                    "Read",
+                    "Grep",
+                    "Glob",
+                    "WebFetch",
+                    "WebSearch",
+                    "mcp__memory__*",
+                    "mcp__github__get_issue",
+                    "mcp__github__get_pull_request",
+                ],
                 false,
                 false,
             ),
         ),
         (
             "review".to_owned(),
-            profile(&["Read", "Grep", "Glob", "Bash"], false, true),
+            // No plain Bash: it could edit files. The seed's review worker may run the tests
+            // and the linter only; repositories override the commands in [profiles.review].
+            profile(
+                &[
+                    "Read",
+                    "Grep",
+                    "Glob",
+                    "Bash(pnpm test:*)",
+                    "Bash(pnpm lint:*)",
+                ],
+                false,
+                true,
+            ),
         ),
     ])
 }

@@ -42,7 +42,7 @@ fn claude_per_profile() {
             "claude",
             "-p",
             "--allowedTools",
-            "Bash,Read,Edit,Write,Grep,Glob,WebFetch,WebSearch",
+            "Bash,Read,Edit,Write,Grep,Glob,mcp__git__*,mcp__github__*,mcp__memory__*,WebFetch,WebSearch",
         ]
     );
     assert_eq!(
@@ -59,7 +59,7 @@ fn claude_per_profile() {
             "claude",
             "-p",
             "--allowedTools",
-            "Read,Grep,Glob,WebFetch,WebSearch",
+            "Read,Grep,Glob,WebFetch,WebSearch,mcp__memory__*,mcp__github__get_issue,mcp__github__get_pull_request",
             "--disallowedTools",
             "Edit,Write,MultiEdit,NotebookEdit",
         ]
@@ -73,7 +73,7 @@ fn claude_per_profile() {
             "claude",
             "-p",
             "--allowedTools",
-            "Read,Grep,Glob,Bash",
+            "Read,Grep,Glob,Bash(pnpm test:*),Bash(pnpm lint:*)",
             "--disallowedTools",
             "Edit,Write,MultiEdit,NotebookEdit",
         ]
@@ -264,7 +264,7 @@ fn custom_command_agent() {
             "--message-file",
             "/wt/repo-worker-42/.crew/prompt.md",
             "--read=/wt/repo-worker-42/README.md",
-            "--tools=Read,Grep,Glob,WebFetch,WebSearch",
+            "--tools=Read,Grep,Glob,WebFetch,WebSearch,mcp__memory__*,mcp__github__get_issue,mcp__github__get_pull_request",
             "issue-42",
         ]
     );
