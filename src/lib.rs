@@ -15,5 +15,6 @@ pub mod printer;
 pub mod protocol;
 pub mod settings;
 pub mod sync;
+pub mod workspace;
 
 pub use cli::{main_exit_code, run};

@@ -11,3 +11,4 @@ mod lease_writes;
 mod leases;
 mod read_side;
 mod sync;
+mod workspace;
