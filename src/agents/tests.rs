@@ -274,7 +274,8 @@ fn custom_command_agent() {
         invocation.display(),
         "cd /wt/repo-worker-42 && env -u GH_TOKEN -u GITHUB_TOKEN aider --yes --message-file \
          /wt/repo-worker-42/.crew/prompt.md --read=/wt/repo-worker-42/README.md \
-         --tools=Read,Grep,Glob,WebFetch,WebSearch issue-42 < /dev/null"
+         '--tools=Read,Grep,Glob,WebFetch,WebSearch,mcp__memory__*,mcp__github__get_issue,mcp__github__get_pull_request' \
+         issue-42 < /dev/null"
     );
 }
 
