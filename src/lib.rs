@@ -12,6 +12,7 @@ pub mod error;
 pub mod github;
 pub mod observe;
 pub mod printer;
+pub mod prompt;
 pub mod protocol;
 pub mod settings;
 pub mod sync;
