@@ -3,6 +3,7 @@
 
 mod support;
 
+mod brief;
 mod contract;
 mod doctor;
 mod emulator_serve;

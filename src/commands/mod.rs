@@ -4,6 +4,7 @@
 //! `run(ctx, args)`. Commands parse, call into the domain modules and print; business rules live
 //! elsewhere. Adding a command is a variant here, a module, and an arm in [`dispatch`].
 
+pub mod brief;
 pub mod cache;
 pub mod doctor;
 pub mod emulator;
@@ -35,6 +36,9 @@ pub enum Command {
     /// Wait until a matching crew event appears, then print it as JSON
     Wait(wait::WaitArgs),
 
+    /// Print the prompt and command line the next attempt at an issue would run, running nothing
+    Brief(brief::BriefArgs),
+
     /// Inspect, rebuild or verify the local cache of GitHub
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -49,5 +53,6 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Show(args) => show::run(ctx, args).await,
         Command::Wait(args) => wait::run(ctx, args).await,
         Command::Cache(command) => cache::run(ctx, command).await,
+        Command::Brief(args) => brief::run(ctx, args).await,
     }
 }

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::budget::{CORE, GRAPHQL, RateSnapshot};
 use super::transport::{Reply, Request, Resend, decode_json};
 use super::wire::{
-    Branch, CollaboratorPermission, GitCommit, GitRef, IssueComment, NewCommit, RateLimitOverview,
-    Repository, User,
+    Branch, CollaboratorPermission, GitCommit, GitRef, Issue, IssueComment, NewCommit,
+    RateLimitOverview, Repository, User,
 };
 use super::{AppliedCheck, GitHub, GitHubError, RepoSlug};
 use crate::cache::StoredResponse;
@@ -280,6 +280,21 @@ impl GitHub {
             decode_json(request.route, &reply.body)
         })
         .await
+    }
+
+    /// `GET /repos/{owner}/{repo}/issues/{issue_number}`, conditional; `None` when the issue does
+    /// not exist (a pull request's number answers with its issue view: see
+    /// [`Issue::is_pull_request`]).
+    pub async fn issue(&self, repo: &RepoSlug, issue: u64) -> Result<Option<Issue>, GitHubError> {
+        let route = "GET /repos/{owner}/{repo}/issues/{issue_number}";
+        match self
+            .get_conditional(route, &format!("{}/issues/{issue}", repo_path(repo)))
+            .await
+        {
+            Ok(reply) => reply.json(route).map(Some),
+            Err(GitHubError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// `GET /repos/{owner}/{repo}/issues/{issue_number}/comments`, all pages, conditional.
