@@ -7,6 +7,7 @@ mod brief;
 mod contract;
 mod doctor;
 mod emulator_serve;
+mod events;
 mod github_client;
 mod lease_writes;
 mod leases;

@@ -26,8 +26,10 @@
 //!   is redacted) until octocrab puts it in a sensitive header, and every error is scrubbed of it
 //!   before it leaves this module.
 
+mod board;
 mod budget;
 mod error;
+mod events;
 mod graphql;
 mod leases;
 mod rest;
@@ -41,8 +43,14 @@ use std::time::Duration;
 
 use octocrab::Octocrab;
 
+pub use board::{
+    BOARD_ADD_MUTATION, BOARD_ITEM_QUERY, BOARD_ITEM_QUERY_ORG, BOARD_ITEM_QUERY_USER,
+    BOARD_QUERY_ORG, BOARD_QUERY_USER, BOARD_SET_STATUS_MUTATION, Board, BoardIds, CREW_LABELS,
+    LabelChange, StatusChange, StatusKey, board_status, labels_enabled, state_label,
+};
 pub use budget::{CORE, GRAPHQL, RateSnapshot, RequestCounts};
 pub use error::{GitHubError, GraphQlError, ValidationDetail};
+pub use events::{PostMode, PostedEvent};
 pub use graphql::GraphQlResponse;
 pub use leases::{HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
 pub use rest::Conditional;
