@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod protocol;
 pub mod settings;
 pub mod sync;
+pub mod worker;
 pub mod workspace;
 
 pub use cli::{main_exit_code, run};

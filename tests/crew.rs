@@ -12,5 +12,6 @@ mod github_client;
 mod lease_writes;
 mod leases;
 mod read_side;
+mod supervise;
 mod sync;
 mod workspace;

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod show;
 pub mod status;
+pub mod supervise;
 pub mod wait;
 
 use clap::Subcommand;
@@ -42,6 +43,10 @@ pub enum Command {
     /// Inspect, rebuild or verify the local cache of GitHub
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+
+    /// Supervise one worker's agent (started by `crew dispatch`)
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
 }
 
 /// Runs the chosen command.
@@ -54,5 +59,6 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Wait(args) => wait::run(ctx, args).await,
         Command::Cache(command) => cache::run(ctx, command).await,
         Command::Brief(args) => brief::run(ctx, args).await,
+        Command::Supervise(args) => supervise::run(ctx, args).await,
     }
 }

@@ -1,0 +1,97 @@
+//! `crew supervise --worktree PATH` (hidden): the per-worker supervisor process of runtime
+//! `local` (DESIGN.md 3). `crew dispatch` starts it detached with
+//! [`worker::spawn_supervisor`](crate::worker::spawn_supervisor); nobody types it.
+//!
+//! It reads `.crew/context.json` (who the worker is, which repository and API) and
+//! `.crew/supervisor.json` (what to run, the held lease), resolves the token from its own
+//! environment as every crew command does (never from a file), and runs the agent under
+//! [`worker::run`](crate::worker::run) until it exits or SIGTERM/SIGINT cancels it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::context::Ctx;
+use crate::error::CrewError;
+use crate::github::{GitHub, GitHubConfig};
+use crate::settings::RepoSlug;
+use crate::worker::{self, SupervisorConfig};
+use crate::workspace;
+
+/// Supervise one worker's agent (started by `crew dispatch`)
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The worker's worktree
+    #[arg(long)]
+    pub worktree: PathBuf,
+}
+
+pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
+    let cancel = termination();
+    let worktree = args.worktree.clone();
+    let context = workspace::read_context(&worktree)?.ok_or_else(|| {
+        CrewError::user(format!(
+            "{} has no .crew/context.json; not a worker's worktree",
+            worktree.display()
+        ))
+    })?;
+    let spec = worker::read_spec(&worktree)
+        .map_err(CrewError::internal)?
+        .ok_or_else(|| {
+            CrewError::user(format!(
+                "{} has no .crew/{}",
+                worktree.display(),
+                worker::SUPERVISOR_FILE
+            ))
+        })?;
+    let repo: RepoSlug = context
+        .repo
+        .parse()
+        .map_err(|error| CrewError::user(format!("{error}")))?;
+    let api_url = url::Url::parse(&context.api_url)
+        .map_err(|error| CrewError::user(format!("bad api_url in context.json: {error}")))?;
+    let token = ctx.settings.token().map(|token| token.secret.clone());
+    let github = GitHub::new(GitHubConfig::new(api_url, token.clone()), None)?;
+    let config = SupervisorConfig {
+        worktree: worktree.clone(),
+        invocation: spec.invocation.to_invocation(token.as_ref()),
+        program: spec.program.clone(),
+        log_path: spec.log_path.clone(),
+        github,
+        repo,
+        lease: spec.lease.clone(),
+        renew_every: spec.renew_every(),
+        ttl: spec.ttl(),
+        grace: spec.grace(),
+        push: spec.invocation.push,
+    };
+    let outcome = worker::run(config, cancel).await?;
+    ctx.printer.verbose(format!(
+        "agent {} stopped ({:?}); {} renewals",
+        outcome.agent.pid, outcome.exit.reason, outcome.renewals
+    ));
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed here, before the agent
+/// is spawned, so a signal that arrives while the supervisor is still starting is not fatal to
+/// it (the default action) but stops the agent like any later one. If they cannot be installed
+/// the supervisor is still stoppable by SIGKILL, so it then waits forever rather than failing.
+fn termination() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut terminate), Ok(mut interrupt)) = handlers else {
+            tracing::warn!("cannot install signal handlers; only SIGKILL stops this supervisor");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    }
+}

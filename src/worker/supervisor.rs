@@ -1,0 +1,614 @@
+//! The supervisor: one task that owns one agent process from spawn to exit (CONVENTIONS 11).
+//!
+//! Decisions, and why:
+//! - **One owner, one `select!`.** [`run`] spawns the agent in its own process group and then
+//!   waits on three things at once: the agent's exit, the lease-renewal interval, and
+//!   cancellation. Nothing else holds the child, and there is no global table of children polled
+//!   on a timer.
+//! - **Stopping is escalation to the whole group**: SIGINT (agents save and exit), then SIGTERM,
+//!   then SIGKILL, each after a grace period, sent to the group so a grandchild (a test runner, a
+//!   `sleep`) goes with its parent. A group member left behind by an agent that exited on its own
+//!   is stopped the same way.
+//! - **Output is redacted on its way to the log.** stdout and stderr go through pipes, line by
+//!   line, to `.crew/logs/<worker>.log` with every secret of the invocation replaced by `***`, so
+//!   an agent that echoes its token never writes it to disk (nor, later, into a handover comment).
+//! - **Renewal.** Every `renew_every` the lease is renewed by fast-forward. A rejected renewal
+//!   (`Superseded`) means another attempt owns the issue: the agent is stopped, nothing is pushed
+//!   or posted (that attempt owns the branch and the issue now; the worktree is left as it is, and
+//!   a replacement attempt on this host reuses it and its uncommitted work). Other renewal errors
+//!   (network) are logged and retried on the next tick: the TTL is several intervals long.
+//! - **Exit without `done`/`handover`/`fail`** (DESIGN.md 3): the agent-side commands write
+//!   `.crew/finished` with the kind they posted; when it is absent the supervisor salvages the
+//!   worktree (WIP commit, push), posts a `handover` event with the diff stat and the log tail,
+//!   and **releases the lease**: a handover hands the issue to the next attempt, and releasing
+//!   lets that attempt start now instead of after the TTL. The handover's `op` is derived from the
+//!   worker and attempt, so a retried salvage (a restarted supervisor, a reconciling command)
+//!   finds the first comment instead of posting a second one.
+//! - **Finished normally**: the agent-side command that wrote the marker posted the event and
+//!   owns the lease's fate; the supervisor only records the exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+use crate::agents::{AgentInvocation, Stdin};
+use crate::github::{GitHub, GitHubError, HeldLease, LeaseWriteError, RepoSlug};
+use crate::prompt::{CommentContext, PromptError, Prompts};
+use crate::protocol::{Event, EventBody, Handover};
+use crate::workspace::{self, CREW_DIR, WorkerProcess, WorkspaceError};
+
+use super::process::{self, ProcessIdentity, Signal};
+
+/// The marker file agent-side commands (`crew done`, `crew handover`, `crew fail`) write, holding
+/// the kind of event they posted.
+pub const FINISHED_FILE: &str = "finished";
+
+/// Lines of the log quoted in a salvage handover.
+pub const LOG_TAIL_LINES: usize = 40;
+
+/// Everything one supervised run needs.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    pub worktree: PathBuf,
+    pub invocation: AgentInvocation,
+    /// The resolved program ([`crate::agents::check_available`]).
+    pub program: PathBuf,
+    /// `.crew/logs/<worker>.log`.
+    pub log_path: PathBuf,
+    pub github: GitHub,
+    pub repo: RepoSlug,
+    pub lease: HeldLease,
+    pub renew_every: Duration,
+    pub ttl: chrono::TimeDelta,
+    /// How long each signal of the SIGINT → SIGTERM → SIGKILL escalation is given.
+    pub grace: Duration,
+    /// Whether salvage pushes the WIP commit (the profile's `push`).
+    pub push: bool,
+}
+
+impl SupervisorConfig {
+    /// The log path crew uses for `worker` in `worktree`.
+    pub fn default_log_path(worktree: &Path, worker: &str) -> PathBuf {
+        worktree
+            .join(CREW_DIR)
+            .join("logs")
+            .join(format!("{worker}.log"))
+    }
+}
+
+/// Why the agent stopped.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// It exited by itself.
+    Exited,
+    /// The lease renewal was rejected; the supervisor stopped it.
+    Superseded,
+    /// The supervisor was cancelled (SIGTERM/SIGINT, `crew cancel`) and stopped it.
+    Cancelled,
+}
+
+/// How the agent's process ended, as recorded in `.crew/worker.json`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitRecord {
+    pub reason: StopReason,
+    /// The exit code, when it exited normally.
+    pub code: Option<i32>,
+    /// The signal that killed it, otherwise.
+    pub signal: Option<i32>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The kind in `.crew/finished`, when an agent-side command finished the attempt.
+    pub finished: Option<String>,
+}
+
+/// `.crew/worker.json` as the supervisor writes it: the fields every reader knows, plus the exit
+/// once there is one (readers of [`WorkerProcess`] ignore fields they do not know).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SupervisedWorker {
+    #[serde(flatten)]
+    pub process: WorkerProcess,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitRecord>,
+}
+
+/// What a supervised run came to.
+#[derive(Debug, Clone)]
+pub struct SupervisorOutcome {
+    /// The agent process (leader of its own process group).
+    pub agent: ProcessIdentity,
+    pub exit: ExitRecord,
+    /// Successful renewals.
+    pub renewals: u32,
+    /// The lease as last written by us (renewed or released).
+    pub lease: HeldLease,
+    /// The WIP commit, when the worktree was salvaged and had changes.
+    pub salvage: Option<workspace::SalvageResult>,
+    /// The `handover` comment posted for an abnormal exit.
+    pub handover_comment: Option<u64>,
+}
+
+/// What can stop the supervisor itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot start the agent `{}`: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    #[error(transparent)]
+    Lease(Box<LeaseWriteError>),
+    #[error("the salvage task failed: {0}")]
+    Join(String),
+}
+
+impl From<LeaseWriteError> for SupervisorError {
+    fn from(error: LeaseWriteError) -> Self {
+        SupervisorError::Lease(Box::new(error))
+    }
+}
+
+impl crate::error::Classify for SupervisorError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            SupervisorError::Workspace(error) => error.kind(),
+            SupervisorError::Prompt(error) => error.kind(),
+            SupervisorError::GitHub(error) => error.kind(),
+            SupervisorError::Lease(error) => error.kind(),
+            SupervisorError::Spawn { .. }
+            | SupervisorError::Io { .. }
+            | SupervisorError::Join(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            SupervisorError::Workspace(error) => error.hints(),
+            SupervisorError::Prompt(error) => error.hints(),
+            SupervisorError::GitHub(error) => error.hints(),
+            SupervisorError::Lease(error) => error.hints(),
+            SupervisorError::Spawn { .. }
+            | SupervisorError::Io { .. }
+            | SupervisorError::Join(_) => Vec::new(),
+        }
+    }
+}
+
+/// Runs the agent of `config` to its end (or until `cancel` completes), renewing the lease
+/// meanwhile, then records the exit and, if the agent did not finish the attempt itself,
+/// salvages the worktree, posts a `handover` and releases the lease.
+pub async fn run(
+    config: SupervisorConfig,
+    cancel: impl Future<Output = ()>,
+) -> Result<SupervisorOutcome, SupervisorError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SupervisorError::Io { path, source }
+    };
+    let SupervisorConfig {
+        worktree,
+        invocation,
+        program,
+        log_path,
+        github,
+        repo,
+        mut lease,
+        renew_every,
+        ttl,
+        grace,
+        push,
+    } = config;
+    let secrets: Vec<String> = invocation
+        .secrets()
+        .map(|secret| secret.expose().to_owned())
+        .filter(|secret| !secret.is_empty())
+        .collect();
+
+    if let Some(dir) = log_path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+    }
+    // A stale marker from an earlier attempt in this worktree must not hide this one's crash.
+    let finished_path = worktree.join(CREW_DIR).join(FINISHED_FILE);
+    match tokio::fs::remove_file(&finished_path).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io(&finished_path)(error)),
+    }
+    let log = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .await
+        .map_err(io(&log_path))?;
+
+    let mut command = invocation.command(&program);
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so the whole tree can be signalled at once.
+        command.process_group(0);
+    }
+    let stdin = match &invocation.stdin {
+        Stdin::Null => Stdio::null(),
+        Stdin::File(path) => Stdio::from(std::fs::File::open(path).map_err(io(path))?),
+    };
+    command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(false);
+    let mut child = command.spawn().map_err(|source| SupervisorError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or_default();
+    let agent = ProcessIdentity::of(pid).unwrap_or(ProcessIdentity { pid, start_time: 0 });
+    tracing::info!(pid, command = %invocation.display(), "agent started");
+
+    // The log writer: both streams, line by line, redacted, into one file.
+    let (lines_tx, lines_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(forward_lines(stdout, lines_tx.clone())));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(forward_lines(stderr, lines_tx.clone())));
+    }
+    drop(lines_tx);
+    let writer = tokio::spawn(write_log(log, lines_rx, secrets.clone()));
+
+    let supervisor = ProcessIdentity::current();
+    let mut record = SupervisedWorker {
+        process: WorkerProcess {
+            issue: lease.lease.issue,
+            attempt: lease.lease.attempt,
+            worker: lease.lease.worker.clone(),
+            pid: agent.pid,
+            start_time: agent.start_time,
+            log_path: log_path.clone(),
+            supervisor_pid: supervisor.map(|identity| identity.pid),
+            supervisor_start_time: supervisor.map(|identity| identity.start_time),
+        },
+        exit: None,
+    };
+    write_record(&worktree, &record).await?;
+
+    // The one owner of the child.
+    let mut renewals = 0;
+    let mut renew =
+        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(cancel);
+    let (reason, status) = loop {
+        tokio::select! {
+            status = child.wait() => break (StopReason::Exited, status.ok()),
+            () = &mut cancel => {
+                tracing::info!(pid, "cancelled: stopping the agent");
+                break (StopReason::Cancelled, stop(&mut child, pid, grace).await);
+            }
+            _ = renew.tick() => {
+                match github.renew_lease(&repo, &lease, chrono::Utc::now(), ttl).await {
+                    Ok(renewed) => {
+                        lease = renewed;
+                        renewals += 1;
+                    }
+                    Err(error @ (LeaseWriteError::Superseded { .. } | LeaseWriteError::NotHeld { .. })) => {
+                        tracing::warn!(%error, pid, "lease lost: stopping the agent");
+                        break (StopReason::Superseded, stop(&mut child, pid, grace).await);
+                    }
+                    Err(error) => tracing::warn!(%error, "lease renewal failed; retrying next interval"),
+                }
+            }
+        }
+    };
+    // Whatever the leader left behind in its group goes too.
+    if process::group_alive(pid) {
+        stop_group(pid, grace).await;
+    }
+    for reader in readers {
+        let _ = tokio::time::timeout(grace, reader).await;
+    }
+    let _ = tokio::time::timeout(grace, writer).await;
+
+    let finished = match tokio::fs::read_to_string(&finished_path).await {
+        Ok(kind) => Some(kind.trim().to_owned()).filter(|kind| !kind.is_empty()),
+        Err(_) => None,
+    };
+    let exit = {
+        use std::os::unix::process::ExitStatusExt;
+        ExitRecord {
+            reason: reason.clone(),
+            code: status.and_then(|status| status.code()),
+            signal: status.and_then(|status| status.signal()),
+            at: chrono::Utc::now(),
+            finished: finished.clone(),
+        }
+    };
+    record.exit = Some(exit.clone());
+    write_record(&worktree, &record).await?;
+    tracing::info!(pid, ?exit, "agent exited");
+
+    let mut outcome = SupervisorOutcome {
+        agent,
+        exit,
+        renewals,
+        lease: lease.clone(),
+        salvage: None,
+        handover_comment: None,
+    };
+    if finished.is_some() || reason == StopReason::Superseded {
+        return Ok(outcome);
+    }
+
+    // Abnormal exit: save the work, hand over, let the next attempt in.
+    let why = match (&reason, status) {
+        (StopReason::Cancelled, _) => "it was stopped".to_owned(),
+        (_, Some(status)) => format!(
+            "the agent exited ({status}) without `crew done`, `crew handover` or `crew fail`"
+        ),
+        (_, None) => "the agent's exit could not be observed".to_owned(),
+    };
+    let salvage = {
+        let worktree = worktree.clone();
+        let message = workspace::wip_message(lease.lease.issue, lease.lease.attempt, &why);
+        tokio::task::spawn_blocking(move || {
+            let opened = workspace::open_worktree(&worktree)?;
+            workspace::salvage_with(&opened, &message, push).map(|result| (opened, result))
+        })
+        .await
+        .map_err(|error| SupervisorError::Join(error.to_string()))??
+    };
+    let (opened, salvaged) = salvage;
+    let log_tail = tail(&log_path, LOG_TAIL_LINES, &secrets).await;
+    let diff_stat = salvaged.as_ref().map(|result| result.diff_stat.clone());
+    let event = Event {
+        issue: lease.lease.issue,
+        attempt: u64::from(lease.lease.attempt),
+        worker: lease.lease.worker.clone(),
+        op: salvage_op(&lease.lease.worker, lease.lease.attempt),
+        at: chrono::Utc::now(),
+        body: EventBody::Handover(Handover {
+            summary: format!("crew salvaged this attempt: {why}."),
+            next_steps: vec![
+                "Continue from the WIP commit on the branch; the log tail below shows where the agent stopped.".to_owned(),
+            ],
+            files: Vec::new(),
+            base_sha: Some(opened.base_sha.clone()),
+            head_sha: salvaged.as_ref().map(|result| result.commit_sha.clone()),
+        }),
+    };
+    let prompts = Prompts::load(Some(&worktree))?;
+    let context = CommentContext {
+        diff_stat,
+        log_tail: Some(log_tail).filter(|tail| !tail.is_empty()),
+        ..CommentContext::from_event(&event)
+    };
+    let body = redact(&prompts.comment_body(&event, &context)?, &secrets);
+    let comment = github
+        .create_issue_comment(
+            &repo,
+            event.issue,
+            &body,
+            Some(github.comment_check(&repo, event.issue, &event.op)),
+        )
+        .await?;
+    outcome.handover_comment = Some(comment.id);
+    outcome.salvage = salvaged;
+    match github
+        .release_lease(&repo, &lease, chrono::Utc::now())
+        .await
+    {
+        Ok(released) => outcome.lease = released,
+        // Someone took it over meanwhile: nothing of ours is left to release.
+        Err(LeaseWriteError::Superseded { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    Ok(outcome)
+}
+
+/// The `op` of the salvage handover of one attempt: one per attempt, so a retry finds it.
+pub fn salvage_op(worker: &str, attempt: u32) -> String {
+    format!("salvage-{worker}-{attempt}")
+}
+
+/// SIGINT → SIGTERM → SIGKILL to the agent's group, each given `grace`, until the leader has
+/// exited and no member of the group is left. Returns the leader's exit status.
+async fn stop(
+    child: &mut tokio::process::Child,
+    group: u32,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    for signal in [Signal::Interrupt, Signal::Terminate, Signal::Kill] {
+        if let Err(error) = process::signal_group(group, signal) {
+            tracing::warn!(%error, group, ?signal, "cannot signal the agent's group");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        if status.is_none() {
+            status = tokio::time::timeout_at(deadline, child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if status.is_some() && wait_group_gone(group, deadline).await {
+            return status;
+        }
+    }
+    if status.is_none() {
+        status = child.wait().await.ok();
+    }
+    status
+}
+
+/// The same escalation for a group whose leader has already been reaped.
+async fn stop_group(group: u32, grace: Duration) {
+    for signal in [Signal::Interrupt, Signal::Terminate, Signal::Kill] {
+        if let Err(error) = process::signal_group(group, signal) {
+            tracing::warn!(%error, group, ?signal, "cannot signal the agent's group");
+        }
+        if wait_group_gone(group, tokio::time::Instant::now() + grace).await {
+            return;
+        }
+    }
+}
+
+/// Waits until no process of `group` runs, or `deadline`; true when the group is gone. Polls
+/// `/proc` briefly: a group has no handle to wait on once its leader is reaped.
+async fn wait_group_gone(group: u32, deadline: tokio::time::Instant) -> bool {
+    loop {
+        if !process::group_alive(group) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn forward_lines(stream: impl AsyncRead + Unpin, lines: tokio::sync::mpsc::Sender<Vec<u8>>) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if lines.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write_log(
+    mut log: tokio::fs::File,
+    mut lines: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    secrets: Vec<String>,
+) {
+    while let Some(line) = lines.recv().await {
+        let text = String::from_utf8_lossy(&line);
+        let redacted = redact(&text, &secrets);
+        if let Err(error) = log.write_all(redacted.as_bytes()).await {
+            tracing::warn!(%error, "cannot write the agent's log");
+        }
+    }
+    let _ = log.flush().await;
+}
+
+/// `text` with every secret replaced by `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        })
+}
+
+/// The last `lines` lines of the log, redacted; empty when there is no log. Only the last
+/// 64 KiB are read: a tail for a comment, not a copy of a log that may be huge.
+pub async fn tail(log_path: &Path, lines: usize, secrets: &[String]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = tokio::fs::File::open(log_path).await else {
+        return String::new();
+    };
+    let length = file.metadata().await.map(|meta| meta.len()).unwrap_or(0);
+    let start = length.saturating_sub(WINDOW);
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).await.is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut all: Vec<&str> = text.lines().collect();
+    if start > 0 && !all.is_empty() {
+        // The first line was cut by the window.
+        all.remove(0);
+    }
+    let first = all.len().saturating_sub(lines);
+    redact(&all[first..].join("\n"), secrets)
+}
+
+async fn write_record(worktree: &Path, record: &SupervisedWorker) -> Result<(), SupervisorError> {
+    let worktree = worktree.to_path_buf();
+    let record = record.clone();
+    tokio::task::spawn_blocking(move || write_supervised(&worktree, &record))
+        .await
+        .map_err(|error| SupervisorError::Join(error.to_string()))?
+}
+
+/// Writes `.crew/worker.json` with the exit, atomically (temp file, fsync, rename), after
+/// [`workspace::write_worker`] has made sure `.crew/` exists and is excluded.
+fn write_supervised(worktree: &Path, record: &SupervisedWorker) -> Result<(), SupervisorError> {
+    use std::io::Write;
+    workspace::write_worker(worktree, &record.process)?;
+    if record.exit.is_none() {
+        return Ok(());
+    }
+    let dir = worktree.join(CREW_DIR);
+    let path = dir.join(workspace::WORKER_FILE);
+    let temp = dir.join(format!(
+        ".{}.exit.{}",
+        workspace::WORKER_FILE,
+        std::process::id()
+    ));
+    let mut text = serde_json::to_vec_pretty(record).map_err(|source| {
+        SupervisorError::Workspace(WorkspaceError::Json {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    text.push(b'\n');
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(|source| SupervisorError::Io { path, source })
+}
+
+/// Reads `.crew/worker.json` with the exit the supervisor recorded, if any.
+pub fn read_supervised(worktree: &Path) -> Result<Option<SupervisedWorker>, SupervisorError> {
+    let path = worktree.join(CREW_DIR).join(workspace::WORKER_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| SupervisorError::Workspace(WorkspaceError::Json { path, source })),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SupervisorError::Io { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_replaces_every_occurrence() {
+        let secrets = vec!["s3cr3t".to_owned(), String::new()];
+        assert_eq!(redact("a s3cr3t b s3cr3t", &secrets), "a *** b ***");
+    }
+}
