@@ -5,6 +5,7 @@ mod support;
 
 mod brief;
 mod contract;
+mod dispatch;
 mod doctor;
 mod emulator_serve;
 mod events;

@@ -17,19 +17,19 @@ use serde::Serialize;
 use crate::agents::{self, AgentError, InvocationContext, Profile};
 use crate::context::Ctx;
 use crate::error::{Classify, CrewError};
-use crate::github::{GitHub, GitHubConfig, IssueComment as WireComment};
+use crate::github::{GitHub, GitHubConfig, Issue as WireIssue, IssueComment as WireComment};
 use crate::observe::fold_policy;
 use crate::prompt::{
     HandoverContext, IssueComment, IssueText, ProfileContext, Prompts, QuestionAnswer,
     ReviewContext, WorkerPromptContext,
 };
 use crate::protocol::{AppliedEvent, EventBody, IssueState, ObservedEvent, State, fold};
-use crate::settings::Env;
+use crate::settings::{Config, Env, RepoSlug, Settings};
 use crate::sync::carries_marker;
 use crate::workspace::{CREW_DIR, branch_name, worktree_path};
 
 /// The prompt file's name inside `<worktree>/.crew/`.
-const PROMPT_FILE: &str = "prompt.md";
+pub(crate) const PROMPT_FILE: &str = "prompt.md";
 
 /// Print the prompt and the exact command line the next attempt at an issue would run, without
 /// running anything
@@ -82,39 +82,14 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
 
     // No cache: a brief must not write anything, the cache file included.
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-    let Some(issue) = github.issue(&repo, args.issue).await? else {
-        return Err(
-            CrewError::user(format!("{repo} has no issue #{}", args.issue))
-                .with_hint("check the number, and that -R names the right repository"),
-        );
-    };
-    if issue.is_pull_request() {
-        return Err(CrewError::user(format!(
-            "#{} in {repo} is a pull request, not an issue",
-            args.issue
-        )));
-    }
-    if issue.state == "closed" {
+    let gathered = gather(&github, settings, &repo, args.issue).await?;
+    if gathered.issue.state == "closed" {
         ctx.printer.warn(format_args!(
             "#{} is closed; crew would not dispatch it as it is",
             args.issue
         ));
     }
-    let comments = github.issue_comments(&repo, args.issue).await?;
-    let own_login = match settings.token() {
-        Some(_) => github
-            .user()
-            .await
-            .map(|user| user.login)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    let state = fold(
-        args.issue,
-        comments.iter().map(observed_event),
-        None,
-        &fold_policy(settings, own_login),
-    );
+    let state = &gathered.state;
     if matches!(state.state, State::Assigned | State::Working) {
         ctx.printer.warn(format_args!(
             "#{} is {} (attempt {}): a worker may still be on it",
@@ -123,13 +98,14 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
             state.attempt.unwrap_or_default()
         ));
     }
-    let attempt = state.attempt.map_or(1, |attempt| attempt + 1);
+    let attempt = gathered.attempt;
     if attempt > u64::from(config.workers.max_attempts) {
         ctx.printer.warn(format_args!(
             "attempt {attempt} is past workers.max_attempts ({})",
             config.workers.max_attempts
         ));
     }
+    let issue = &gathered.issue;
 
     let branch = if detached(&profile) {
         None
@@ -159,34 +135,20 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
     let env = Env::from_process();
     let search_path: Option<OsString> = env.get("PATH").map(OsString::from);
 
-    let context = WorkerPromptContext {
-        repo: repo.to_string(),
-        issue: IssueText {
-            number: issue.number,
-            title: issue.title.clone(),
-            body: issue.body.clone().unwrap_or_default(),
-            // The wire type has no `html_url`; a guessed github.com link would be wrong on GHE.
-            url: None,
+    let context = gathered.prompt_context(
+        &repo,
+        config,
+        Placement {
+            worker: format!("worker-{}-{}", ctx.clock.now().timestamp(), args.issue),
+            agent: &agent,
+            profile: &profile,
+            branch: branch.clone(),
+            worktree: &worktree,
+            base,
+            base_sha: None,
+            crew: crew_program(&worktree, search_path.as_deref()),
         },
-        comments: discussion(&comments),
-        handover: last_handover(&state),
-        answers: answers(&state),
-        review: review(&state),
-        attempt,
-        max_attempts: Some(u64::from(config.workers.max_attempts)),
-        worker: format!("worker-{}-{}", ctx.clock.now().timestamp(), args.issue),
-        agent: agent.clone(),
-        profile: ProfileContext {
-            name: profile.name.clone(),
-            tools: profile.tools.clone(),
-            push: profile.push,
-        },
-        branch: branch.clone(),
-        worktree: worktree.to_string_lossy().into_owned(),
-        base,
-        base_sha: None,
-        crew: crew_program(&worktree, search_path.as_deref()),
-    };
+    );
     let prompt = prompts.render_worker(&context)?;
     let invocation = agents::build(
         &agent,
@@ -221,6 +183,107 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
     }
 }
 
+/// What both `crew brief` and `crew dispatch` know about an issue before placing a worker.
+pub(crate) struct Gathered {
+    pub issue: WireIssue,
+    pub comments: Vec<WireComment>,
+    pub state: IssueState,
+    /// The attempt a dispatch now would start.
+    pub attempt: u64,
+}
+
+/// Where and as whom the worker runs: the parts of the prompt that are not the issue's.
+pub(crate) struct Placement<'a> {
+    pub worker: String,
+    pub agent: &'a str,
+    pub profile: &'a Profile,
+    pub branch: Option<String>,
+    pub worktree: &'a Path,
+    pub base: String,
+    pub base_sha: Option<String>,
+    pub crew: String,
+}
+
+/// Reads the issue, its comments and the token's login, and folds the issue's events. Only
+/// GETs; a missing issue or a pull request is a user error.
+pub(crate) async fn gather(
+    github: &GitHub,
+    settings: &Settings,
+    repo: &RepoSlug,
+    number: u64,
+) -> Result<Gathered, CrewError> {
+    let Some(issue) = github.issue(repo, number).await? else {
+        return Err(CrewError::user(format!("{repo} has no issue #{number}"))
+            .with_hint("check the number, and that -R names the right repository"));
+    };
+    if issue.is_pull_request() {
+        return Err(CrewError::user(format!(
+            "#{number} in {repo} is a pull request, not an issue"
+        )));
+    }
+    let comments = github.issue_comments(repo, number).await?;
+    let own_login = match settings.token() {
+        Some(_) => github
+            .user()
+            .await
+            .map(|user| user.login)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let state = fold(
+        number,
+        comments.iter().map(observed_event),
+        None,
+        &fold_policy(settings, own_login),
+    );
+    let attempt = state.attempt.map_or(1, |attempt| attempt + 1);
+    Ok(Gathered {
+        issue,
+        comments,
+        state,
+        attempt,
+    })
+}
+
+impl Gathered {
+    /// The worker prompt's context for attempt [`Gathered::attempt`] placed as `placement` says.
+    pub(crate) fn prompt_context(
+        &self,
+        repo: &RepoSlug,
+        config: &Config,
+        placement: Placement<'_>,
+    ) -> WorkerPromptContext {
+        WorkerPromptContext {
+            repo: repo.to_string(),
+            issue: IssueText {
+                number: self.issue.number,
+                title: self.issue.title.clone(),
+                body: self.issue.body.clone().unwrap_or_default(),
+                // The wire type has no `html_url`; a guessed github.com link would be wrong on GHE.
+                url: None,
+            },
+            comments: discussion(&self.comments),
+            handover: last_handover(&self.state),
+            answers: answers(&self.state),
+            review: review(&self.state),
+            attempt: self.attempt,
+            max_attempts: Some(u64::from(config.workers.max_attempts)),
+            worker: placement.worker,
+            agent: placement.agent.to_owned(),
+            profile: ProfileContext {
+                name: placement.profile.name.clone(),
+                tools: placement.profile.tools.clone(),
+                push: placement.profile.push,
+            },
+            branch: placement.branch,
+            worktree: placement.worktree.to_string_lossy().into_owned(),
+            base: placement.base,
+            base_sha: placement.base_sha,
+            crew: placement.crew,
+        }
+    }
+}
+
 /// The human view: the prompt, a separator, the command line.
 fn render(w: &mut dyn Write, view: &BriefView) -> std::io::Result<()> {
     writeln!(w, "{}", view.prompt)?;
@@ -245,12 +308,12 @@ fn warn_missing(ctx: &Ctx, error: &AgentError) {
 
 /// A research-style profile (it neither pushes nor edits) works in a detached checkout; `review`
 /// reads the issue's branch, so it keeps one.
-fn detached(profile: &Profile) -> bool {
+pub(crate) fn detached(profile: &Profile) -> bool {
     !profile.push && !profile.can_edit() && profile.name != "review"
 }
 
 /// How the agent would call crew: `crew` when it is on `PATH`, else this binary's path.
-fn crew_program(worktree: &Path, search_path: Option<&std::ffi::OsStr>) -> String {
+pub(crate) fn crew_program(worktree: &Path, search_path: Option<&std::ffi::OsStr>) -> String {
     if agents::find_program("crew", Path::new("crew"), worktree, search_path).is_ok() {
         return "crew".to_owned();
     }

@@ -6,6 +6,7 @@
 
 pub mod brief;
 pub mod cache;
+pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
 pub mod show;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Wait until a matching crew event appears, then print it as JSON
     Wait(wait::WaitArgs),
 
+    /// Start a worker on each issue: lease, announce, worktree, detached supervisor
+    Dispatch(dispatch::DispatchArgs),
+
     /// Print the prompt and command line the next attempt at an issue would run, running nothing
     Brief(brief::BriefArgs),
 
@@ -59,6 +63,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Wait(args) => wait::run(ctx, args).await,
         Command::Cache(command) => cache::run(ctx, command).await,
         Command::Brief(args) => brief::run(ctx, args).await,
+        Command::Dispatch(args) => dispatch::run(ctx, args).await,
         Command::Supervise(args) => supervise::run(ctx, args).await,
     }
 }
