@@ -13,7 +13,9 @@ use github_emulator::World;
 use github_emulator::world::WorldIssue;
 use serde_json::Value;
 
-use crate::support::{BOT, Control, MAINTAINER, TestEmulator, TestResult, client, emulator_with};
+use crate::support::{
+    BOT, Control, MAINTAINER, TestEmulator, TestResult, client, emulator_with, git,
+};
 
 const PREFIX: &str = "refs/crew/leases/";
 /// Open issues #1, #3..=#9; #2 is closed.
@@ -164,30 +166,6 @@ fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// Runs git with a fixed identity; returns trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> TestResult<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Author")
-        .env("GIT_COMMITTER_EMAIL", "author@example.com")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn origin_file(bare: &Path, branch: &str, file: &str) -> Option<String> {

@@ -15,7 +15,7 @@ use crew::settings::WorkersConfig;
 use crew::worker::{self, ProcessIdentity, StopReason, SupervisorConfig, SupervisorOutcome};
 use crew::workspace::{self, CheckoutMode, WorkerContext, Worktree, WorktreeRequest};
 
-use crate::support::{MAINTAINER, TestEmulator, TestResult, client, emulator_with_issue};
+use crate::support::{MAINTAINER, TestEmulator, TestResult, client, emulator_with_issue, git};
 
 const PREFIX: &str = "refs/crew/leases/";
 const ISSUE: u64 = 1;
@@ -92,30 +92,6 @@ async fn setup() -> TestResult<Setup> {
         lease,
         _emulator: emulator,
     })
-}
-
-/// Runs git with a fixed identity; returns trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> TestResult<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Author")
-        .env("GIT_COMMITTER_EMAIL", "author@example.com")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// A `sh -c SCRIPT` agent in the worktree, with the token in its environment as a secret.

@@ -12,7 +12,7 @@ use crew::workspace::{
     self, CheckoutMode, WorkerContext, WorkerProcess, Worktree, WorktreeRequest, is_valid_branch,
 };
 
-use crate::support::{TestEmulator, TestResult, emulator};
+use crate::support::{TestEmulator, TestResult, emulator, git};
 
 /// A clone of acme/widgets in a directory whose path has a space in it.
 struct Clone {
@@ -39,30 +39,6 @@ async fn clone() -> TestResult<Clone> {
         bare,
         _emulator: emulator,
     })
-}
-
-/// Runs git with a fixed identity; returns trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> TestResult<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Author")
-        .env("GIT_COMMITTER_EMAIL", "author@example.com")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn request<'a>(
