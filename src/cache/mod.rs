@@ -214,10 +214,7 @@ impl Cache {
         let mut connection = Connection::open(path).map_err(sqlite)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
         if !in_memory {
-            // `journal_mode` answers with the mode it set, so it is a query, not an update.
-            let _mode: String = connection
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-                .map_err(sqlite)?;
+            enable_wal(&connection).map_err(sqlite)?;
             connection
                 .pragma_update(None, "synchronous", "NORMAL")
                 .map_err(sqlite)?;
@@ -339,12 +336,40 @@ where
 }
 
 /// Brings `connection` up to [`SCHEMA_VERSION`], one transaction per migration.
+/// Switch to WAL. Switching a new file needs an exclusive lock, and SQLite may answer BUSY at
+/// once, without its busy handler, while another process opening the same new cache holds a
+/// lock; so retry for as long as the busy timeout allows. (`journal_mode` answers with the mode
+/// it set, so it is a query, not an update.)
+fn enable_wal(connection: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match connection.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        }) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 fn migrate(connection: &mut Connection, label: &str) -> Result<(), CacheError> {
     let sqlite = |source| CacheError::Sqlite {
         path: label.to_string(),
         source,
     };
-    let found: i64 = connection
+    // Several crew processes may open a new cache at once (two dispatches, a loop and a
+    // status). The version is read under SQLite's write lock (BEGIN IMMEDIATE; the busy timeout
+    // makes the others wait), so exactly one of them migrates and the rest find nothing to do.
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
+    let found: i64 = transaction
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(sqlite)?;
     if found > SCHEMA_VERSION {
@@ -355,13 +380,12 @@ fn migrate(connection: &mut Connection, label: &str) -> Result<(), CacheError> {
         });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-        let transaction = connection.transaction().map_err(sqlite)?;
         transaction.execute_batch(sql).map_err(sqlite)?;
         transaction
             .pragma_update(None, "user_version", index as i64 + 1)
             .map_err(sqlite)?;
-        transaction.commit().map_err(sqlite)?;
     }
+    transaction.commit().map_err(sqlite)?;
     Ok(())
 }
 
@@ -375,6 +399,33 @@ mod tests {
             body: body.as_bytes().to_vec(),
             link: None,
             fetched_at: "2026-01-01T00:00:00Z".to_string(),
+        }
+    }
+
+    #[test]
+    fn processes_opening_a_new_cache_at_once_migrate_it_once() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(format!("cache-{round}.sqlite3"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Cache::open_blocking(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().expect("no panic");
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+            let connection = Connection::open(&path).expect("reopen");
+            let version: i64 = connection
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .expect("user_version");
+            assert_eq!(version, SCHEMA_VERSION);
         }
     }
 
