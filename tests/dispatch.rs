@@ -275,6 +275,20 @@ async fn dispatch_leases_announces_prepares_and_the_supervisor_salvages() -> Tes
         !supervisor_log.contains(BOT),
         "the token is in the supervisor log"
     );
+
+    // A second dispatch on this host does not ask who the token is again: the login is
+    // remembered in the cache. (Only that route is counted: the first worker's supervisor may
+    // still be releasing its lease.)
+    control.reset_stats().await?;
+    let second = sandbox.crew(&["dispatch", "5"]).await?;
+    let (stdout, stderr) = text(&second);
+    assert!(second.status.success(), "{stdout}\n{stderr}");
+    let asked = requests(&control)
+        .await?
+        .into_iter()
+        .find(|(route, _)| route == "GET /user")
+        .map_or(0, |(_, count)| count);
+    assert_eq!(asked, 0, "the second dispatch asked GET /user again");
     Ok(())
 }
 

@@ -82,7 +82,16 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
 
     // No cache: a brief must not write anything, the cache file included.
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-    let gathered = gather(&github, settings, &repo, args.issue).await?;
+    // Asked live, not through observe::own_login: that one remembers the login in the cache.
+    let own_login = match settings.token() {
+        Some(_) => github
+            .user()
+            .await
+            .map(|user| user.login)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let gathered = gather(&github, settings, &repo, args.issue, own_login).await?;
     if gathered.issue.state == "closed" {
         ctx.printer.warn(format_args!(
             "#{} is closed; crew would not dispatch it as it is",
@@ -204,13 +213,14 @@ pub(crate) struct Placement<'a> {
     pub crew: String,
 }
 
-/// Reads the issue, its comments and the token's login, and folds the issue's events. Only
-/// GETs; a missing issue or a pull request is a user error.
+/// Reads the issue and its comments and folds the issue's events, trusting `own_login` as the
+/// token's own login. Only GETs; a missing issue or a pull request is a user error.
 pub(crate) async fn gather(
     github: &GitHub,
     settings: &Settings,
     repo: &RepoSlug,
     number: u64,
+    own_login: String,
 ) -> Result<Gathered, CrewError> {
     let Some(issue) = github.issue(repo, number).await? else {
         return Err(CrewError::user(format!("{repo} has no issue #{number}"))
@@ -222,14 +232,6 @@ pub(crate) async fn gather(
         )));
     }
     let comments = github.issue_comments(repo, number).await?;
-    let own_login = match settings.token() {
-        Some(_) => github
-            .user()
-            .await
-            .map(|user| user.login)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
     let state = fold(
         number,
         comments.iter().map(observed_event),

@@ -151,7 +151,9 @@ async fn dispatch_one(
     };
 
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-    let mut gathered = brief::gather(&github, settings, &repo, number).await?;
+    // The token's login, remembered in the cache after the first ask on this host.
+    let own_login = crate::observe::own_login(&github, ctx.cache().await?, settings).await?;
+    let mut gathered = brief::gather(&github, settings, &repo, number, own_login).await?;
     let issue = gathered.issue.clone();
 
     // Refusals: nothing is written before all of these pass.
