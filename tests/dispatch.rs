@@ -3,201 +3,23 @@
 //! scripted agent; the requests one dispatch costs; refusals that write nothing; two dispatches
 //! racing for one issue; the token never written anywhere.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use crew::github::{GitHub, LeaseRequest, RepoSlug};
-use github_emulator::World;
-use github_emulator::world::WorldIssue;
+use crew::github::LeaseRequest;
 use serde_json::Value;
 
-use crate::support::{
-    BOT, Control, MAINTAINER, TestEmulator, TestResult, client, emulator_with, git,
-};
-
-const PREFIX: &str = "refs/crew/leases/";
-/// Open issues #1, #3..=#9; #2 is closed.
-const ISSUES: u64 = 9;
-const CLOSED: u64 = 2;
-
-fn world(world: &mut World) {
-    if let Some(repo) = world.repos.first_mut() {
-        for number in 1..=ISSUES {
-            repo.issues.push(WorldIssue {
-                title: format!("Make widgets spin {number}"),
-                body: Some("They should spin.".to_string()),
-                author: Some("maintainer".to_string()),
-                labels: Vec::new(),
-                assignees: Vec::new(),
-                state: if number == CLOSED { "closed" } else { "open" }.to_string(),
-                comments: Vec::new(),
-            });
-        }
-    }
-}
+use crate::support::sandbox::{CLOSED, PREFIX, Sandbox, origin_file, requests, text};
+use crate::support::{BOT, Control, TestResult, git};
 
 /// The agent: writes a file (after a pause, so the dispatch's own requests can be counted
 /// before the supervisor's), prints the token it was given, and exits without a finished marker.
 const SCRIPT: &str = "sleep 1; echo \"token $GH_TOKEN\"; echo spun > spin.txt; exit 0";
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-    clone: PathBuf,
-    bare: PathBuf,
-    config: PathBuf,
-    base_url: String,
-    github: GitHub,
-    repo: RepoSlug,
-    emulator: TestEmulator,
-}
-
-impl Sandbox {
-    async fn new() -> TestResult<Sandbox> {
-        let emulator = emulator_with(world).await?;
-        let url = emulator
-            .clone_url("acme", "widgets")
-            .ok_or("acme/widgets has no clone url")?;
-        let bare = PathBuf::from(url.strip_prefix("file://").unwrap_or(&url));
-        let dir = tempfile::tempdir()?;
-        for sub in ["home", "cache"] {
-            std::fs::create_dir_all(dir.path().join(sub))?;
-        }
-        git(dir.path(), &["clone", "--quiet", &url, "widgets"])?;
-        let clone = dir.path().join("widgets").canonicalize()?;
-        let config = dir.path().join("crew.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[agents.script]\ncommand = [\"sh\", \"-c\", {}]\n\n[workers]\nagent = \"script\"\n",
-                toml_string(SCRIPT)
-            ),
-        )?;
-        let github = client(&emulator, MAINTAINER, None)?;
-        Ok(Sandbox {
-            base_url: emulator.base_url().to_string(),
-            dir,
-            clone,
-            bare,
-            config,
-            github,
-            repo: "acme/widgets".parse()?,
-            emulator,
-        })
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_crew"));
-        command
-            .args(["-R", "acme/widgets", "--config"])
-            .arg(&self.config)
-            .args(args)
-            .current_dir(&self.clone)
-            .env_clear()
-            .env("CREW_API_URL", &self.base_url)
-            .env("HOME", self.dir.path().join("home"))
-            .env("CREW_CACHE_DIR", self.dir.path().join("cache"))
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .env("CREW_HOST", "laptop")
-            .env("GH_TOKEN", BOT)
-            .env("GIT_AUTHOR_NAME", "Test Author")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_COMMITTER_NAME", "Test Author")
-            .env("GIT_COMMITTER_EMAIL", "author@example.com")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
-    }
-
-    async fn crew(&self, args: &[&str]) -> TestResult<Output> {
-        let mut command = tokio::process::Command::from(self.command(args));
-        Ok(command.output().await?)
-    }
-
-    async fn comments(&self, issue: u64) -> TestResult<Vec<(String, String)>> {
-        Ok(self
-            .github
-            .issue_comments(&self.repo, issue)
-            .await?
-            .into_iter()
-            .map(|comment| {
-                (
-                    comment.user.map(|user| user.login).unwrap_or_default(),
-                    comment.body.unwrap_or_default(),
-                )
-            })
-            .collect())
-    }
-
-    async fn assigned(&self, issue: u64) -> TestResult<Vec<String>> {
-        Ok(self
-            .comments(issue)
-            .await?
-            .into_iter()
-            .filter(|(_, body)| body.contains("\"kind\":\"assigned\""))
-            .map(|(author, _)| author)
-            .collect())
-    }
-
-    async fn lease_refs(&self) -> TestResult<Vec<(u64, u32, String)>> {
-        Ok(self
-            .github
-            .leases(&self.repo, PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|observed| {
-                let lease = observed.lease.ok()?;
-                Some((observed.issue, lease.attempt, lease.worker))
-            })
-            .collect())
-    }
-}
-
-/// A TOML basic string.
-fn toml_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_default()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn origin_file(bare: &Path, branch: &str, file: &str) -> Option<String> {
-    let repo = git2::Repository::open_bare(bare).ok()?;
-    let commit = repo
-        .find_reference(&format!("refs/heads/{branch}"))
-        .ok()?
-        .peel_to_commit()
-        .ok()?;
-    let tree = commit.tree().ok()?;
-    let entry = tree.get_path(Path::new(file)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    Some(String::from_utf8_lossy(blob.content()).into_owned())
-}
-
-/// Requests by route, as the emulator counted them.
-async fn requests(control: &Control) -> TestResult<Vec<(String, u64)>> {
-    let stats = control.stats().await?;
-    Ok(stats["by_route"]
-        .as_object()
-        .map(|routes| {
-            routes
-                .iter()
-                .map(|(route, entry)| (route.clone(), entry["requests"].as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 #[tokio::test]
 async fn dispatch_leases_announces_prepares_and_the_supervisor_salvages() -> TestResult {
-    let sandbox = Sandbox::new().await?;
+    let sandbox = Sandbox::new(SCRIPT).await?;
     let control = Control::new(&sandbox.emulator)?;
     control.reset_stats().await?;
 
@@ -294,7 +116,7 @@ async fn dispatch_leases_announces_prepares_and_the_supervisor_salvages() -> Tes
 
 #[tokio::test]
 async fn a_closed_issue_and_a_live_lease_are_refused_with_nothing_written() -> TestResult {
-    let sandbox = Sandbox::new().await?;
+    let sandbox = Sandbox::new(SCRIPT).await?;
 
     let output = sandbox.crew(&["dispatch", &CLOSED.to_string()]).await?;
     let (stdout, stderr) = text(&output);
@@ -336,7 +158,7 @@ async fn a_closed_issue_and_a_live_lease_are_refused_with_nothing_written() -> T
 
 #[tokio::test]
 async fn two_dispatches_of_one_issue_one_wins_one_exits_4() -> TestResult {
-    let sandbox = Sandbox::new().await?;
+    let sandbox = Sandbox::new(SCRIPT).await?;
     for issue in [5_u64, 6, 7] {
         let number = issue.to_string();
         // tokio's processes: a blocking wait would stall the emulator, which shares this runtime.
@@ -377,7 +199,7 @@ async fn two_dispatches_of_one_issue_one_wins_one_exits_4() -> TestResult {
 
 #[tokio::test]
 async fn attempts_past_max_attempts_are_refused() -> TestResult {
-    let sandbox = Sandbox::new().await?;
+    let sandbox = Sandbox::new(SCRIPT).await?;
     let settings = std::fs::read_to_string(&sandbox.config)?;
     std::fs::write(&sandbox.config, format!("{settings}max_attempts = 1\n"))?;
     let output = sandbox.crew(&["dispatch", "4"]).await?;

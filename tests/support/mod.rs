@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod sandbox;
+
 use std::time::Duration;
 
 use crew::cache::Cache;
