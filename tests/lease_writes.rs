@@ -462,3 +462,81 @@ async fn with_a_warm_cache_a_live_lease_costs_one_request_to_refuse() -> TestRes
     assert_eq!(parents(&github, &taken.sha).await?, vec![held.sha]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_of_one_attempt_both_renew_and_reclaim_fences_other_attempts() -> TestResult {
+    let emulator = crate::support::emulator().await?;
+    let repo = widgets()?;
+    // The supervisor and the agent's `crew heartbeat`: one worker, one attempt, two processes.
+    let supervisor = client(&emulator, BOT, None)?;
+    let agent = client(&emulator, BOT, None)?;
+    let held = supervisor
+        .acquire_lease(&repo, PREFIX, 12, request("worker-a", "laptop", at(10, 0)))
+        .await?;
+
+    // The agent reclaims the lease at its tip and renews from there.
+    let reclaimed = agent
+        .reclaim_lease(&repo, PREFIX, 12, "worker-a", 1)
+        .await?;
+    assert_eq!(reclaimed, held);
+    let by_agent = agent
+        .renew_lease(&repo, &reclaimed, at(10, 3), ttl())
+        .await?;
+
+    // The supervisor still holds the older tip: its renewal must not be mistaken for a loss.
+    let by_supervisor = supervisor
+        .renew_lease(&repo, &held, at(10, 5), ttl())
+        .await?;
+    assert_eq!(by_supervisor.lease.renewed_at, at(10, 5));
+    assert_eq!(
+        parents(&supervisor, &by_supervisor.sha).await?,
+        vec![by_agent.sha.clone()],
+        "the retry chains on the agent's commit"
+    );
+    assert_eq!(
+        observed(&agent, 12).await?,
+        (by_supervisor.sha.clone(), by_supervisor.lease.clone())
+    );
+
+    // Released by one writer: the other's renewal from an older tip is now a loss.
+    let released = agent.release_lease(&repo, &by_agent, at(10, 6)).await?;
+    assert_eq!(released.lease.state, LeaseState::Released);
+    let error = supervisor
+        .renew_lease(&repo, &by_supervisor, at(10, 7), ttl())
+        .await
+        .err()
+        .ok_or("renewed a released lease")?;
+    assert!(
+        matches!(error, LeaseWriteError::Superseded { .. }),
+        "{error}"
+    );
+
+    // Reclaim fences: another worker or attempt is superseded (exit 4); a missing ref too.
+    for (worker, attempt) in [("worker-b", 1), ("worker-a", 2)] {
+        let error = agent
+            .reclaim_lease(&repo, PREFIX, 12, worker, attempt)
+            .await
+            .err()
+            .ok_or("reclaimed someone else's lease")?;
+        assert!(
+            matches!(error, LeaseWriteError::Superseded { .. }),
+            "{error}"
+        );
+        assert_eq!(exit_code(error), 4);
+    }
+    let error = agent
+        .reclaim_lease(&repo, PREFIX, 13, "worker-a", 1)
+        .await
+        .err()
+        .ok_or("reclaimed a lease that does not exist")?;
+    assert!(
+        matches!(error, LeaseWriteError::Superseded { current: None, .. }),
+        "{error}"
+    );
+    // Released but ours: reclaim returns it, released, for the caller to judge.
+    let again = agent
+        .reclaim_lease(&repo, PREFIX, 12, "worker-a", 1)
+        .await?;
+    assert_eq!(again.lease.state, LeaseState::Released);
+    Ok(())
+}

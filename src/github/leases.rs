@@ -536,39 +536,122 @@ impl GitHub {
         self.fast_forward_lease(repo, held, lease).await
     }
 
+    /// The lease of `issue` as it stands now, when it is still `worker`'s attempt `attempt`:
+    /// a [`HeldLease`] at the ref's current tip, from which this process can renew or release
+    /// it (the supervisor, a `crew heartbeat` and a reconciling command may each have moved the
+    /// tip since any one of them last wrote). The lease may be `released` already; callers
+    /// check. [`LeaseWriteError::Superseded`] when the ref is gone or names another worker or
+    /// attempt: that is the fence agent-side commands and reconcilers rely on. 2 requests (get
+    /// ref, get commit).
+    pub async fn reclaim_lease(
+        &self,
+        repo: &RepoSlug,
+        prefix: &str,
+        issue: u64,
+        worker: &str,
+        attempt: u32,
+    ) -> Result<HeldLease, LeaseWriteError> {
+        let ref_name = lease_ref(prefix, issue);
+        let superseded = |current: Option<Lease>| LeaseWriteError::Superseded {
+            issue,
+            attempt,
+            current,
+        };
+        let Some(git_ref) = self.get_ref(repo, &ref_name).await? else {
+            return Err(superseded(None));
+        };
+        let sha = git_ref.object.sha;
+        let unreadable = |error: LeaseError| LeaseWriteError::Unreadable {
+            issue,
+            ref_name: ref_name.clone(),
+            sha: sha.clone(),
+            error,
+        };
+        if git_ref.object.kind != "commit" {
+            return Err(unreadable(LeaseError::NotACommit {
+                kind: git_ref.object.kind,
+            }));
+        }
+        let commit = self
+            .lease_commit(repo, &sha)
+            .await
+            .map_err(|error| match error {
+                LeaseWriteError::GitHub(GitHubError::NotFound { .. }) => {
+                    unreadable(LeaseError::MissingCommit { sha: sha.clone() })
+                }
+                other => other,
+            })?;
+        let lease = parse_lease_for(issue, &commit.message).map_err(unreadable)?;
+        if lease.worker != worker || lease.attempt != attempt {
+            return Err(superseded(Some(lease)));
+        }
+        Ok(HeldLease {
+            lease,
+            ref_name,
+            sha: sha.clone(),
+            tree: commit.tree.sha,
+        })
+    }
+
     /// Writes `lease` as a child of `held.sha` and fast-forwards the ref to it.
+    ///
+    /// A lease has more than one legitimate writer on its holder's side (the supervisor's
+    /// renewals, the agent's `crew heartbeat`, `crew done` releasing it), so a rejected
+    /// fast-forward is looked at before it is called a loss: when the ref moved on but still
+    /// holds the same worker's attempt, unreleased, the write is retried once from the new tip.
+    /// Only another worker, another attempt, a release or a deleted ref is
+    /// [`LeaseWriteError::Superseded`].
     async fn fast_forward_lease(
         &self,
         repo: &RepoSlug,
         held: &HeldLease,
         lease: Lease,
     ) -> Result<HeldLease, LeaseWriteError> {
-        let sha = self
-            .write_lease_commit(repo, &lease, &held.tree, &held.sha)
-            .await?;
-        match self.update_ref(repo, &held.ref_name, &sha).await {
-            Ok(_) => Ok(HeldLease {
-                lease,
-                ref_name: held.ref_name.clone(),
-                sha,
-                tree: held.tree.clone(),
-            }),
-            Err(error @ GitHubError::Validation { .. }) => {
-                match self
-                    .current_lease(repo, &held.ref_name, held.lease.issue)
-                    .await?
+        let mut from = held.clone();
+        for _ in 0..3 {
+            let sha = self
+                .write_lease_commit(repo, &lease, &from.tree, &from.sha)
+                .await?;
+            let rejected = match self.update_ref(repo, &from.ref_name, &sha).await {
+                Ok(_) => {
+                    return Ok(HeldLease {
+                        lease,
+                        ref_name: from.ref_name.clone(),
+                        sha,
+                        tree: from.tree.clone(),
+                    });
+                }
+                Err(error @ GitHubError::Validation { .. }) => error,
+                Err(error) => return Err(error.into()),
+            };
+            let current = self
+                .current_lease(repo, &from.ref_name, held.lease.issue)
+                .await?;
+            match current {
+                // Still where we wrote from: the 422 was about something else.
+                Some((tip, _)) if tip == from.sha => return Err(rejected.into()),
+                // Moved by another writer of this same attempt: go again from there.
+                Some((tip, Ok(now)))
+                    if now.worker == held.lease.worker
+                        && now.attempt == held.lease.attempt
+                        && now.state == LeaseState::Held =>
                 {
-                    // Still ours: the 422 was about something else.
-                    Some((tip, _)) if tip == held.sha => Err(error.into()),
-                    current => Err(LeaseWriteError::Superseded {
+                    from.sha = tip;
+                }
+                current => {
+                    return Err(LeaseWriteError::Superseded {
                         issue: held.lease.issue,
                         attempt: held.lease.attempt,
                         current: current.and_then(|(_, lease)| lease.ok()),
-                    }),
+                    });
                 }
             }
-            Err(error) => Err(error.into()),
         }
+        Err(LeaseWriteError::Superseded {
+            issue: held.lease.issue,
+            attempt: held.lease.attempt,
+            current: None,
+        })
     }
 
     /// The message of lease commit `sha` if the cache holds it (no request).

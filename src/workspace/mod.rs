@@ -37,7 +37,7 @@ pub use salvage::{SalvageResult, is_dirty, salvage, salvage_with, wip_message};
 pub use slug::{FALLBACK_SLUG, MAX_SLUG_LEN, branch_name, is_valid_branch, slug, worktree_path};
 pub use worktree::{
     CheckoutMode, Worktree, WorktreeRequest, default_base_from_origin, open_worktree,
-    prepare_worktree, remove_worktree,
+    prepare_worktree, remove_worktree, worker_worktrees,
 };
 
 /// What can go wrong preparing, salvaging or removing a worktree.

@@ -425,6 +425,28 @@ fn list_worktrees(repo_root: &Path) -> Result<Vec<WorktreeEntry>, WorkspaceError
     Ok(entries)
 }
 
+/// Every worker's worktree of the repository at `repo_root` on this machine: each linked worktree
+/// that has a `.crew/context.json`, with that context. A worktree whose context cannot be read
+/// is skipped with a warning (it is reported, not fatal: one broken file must not hide every
+/// other worker from a reconcile). Sorted by issue, then path.
+pub fn worker_worktrees(
+    repo_root: &Path,
+) -> Result<Vec<(PathBuf, super::WorkerContext)>, WorkspaceError> {
+    let mut found = Vec::new();
+    for entry in list_worktrees(repo_root)? {
+        if entry.main || entry.initializing || !entry.path.is_dir() {
+            continue;
+        }
+        match super::read_context(&entry.path) {
+            Ok(Some(context)) => found.push((entry.path, context)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "skipping a worktree whose context is unreadable"),
+        }
+    }
+    found.sort_by(|a, b| (a.1.issue, &a.0).cmp(&(b.1.issue, &b.0)));
+    Ok(found)
+}
+
 /// A worktree path must be free or an empty directory before `git worktree add`; anything else
 /// there is someone's data.
 fn ensure_path_free(path: &Path) -> Result<(), WorkspaceError> {
