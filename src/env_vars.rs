@@ -23,6 +23,11 @@ pub const CREW_CACHE_DIR: &str = "CREW_CACHE_DIR";
 /// Log filter in `tracing_subscriber::EnvFilter` syntax; overrides what `-v`/`-q` select.
 pub const CREW_LOG: &str = "CREW_LOG";
 
+/// Fault injection for crash-recovery tests only: `crew dispatch` kills itself with SIGKILL
+/// right after the step this names (`lease`, `assigned`, `board`, `worktree`, `context`,
+/// `prompt`, `spec`, `spawn`). Not listed in [`ALL`]: it is not a setting.
+pub const CREW_FAULT_KILL_AFTER: &str = "CREW_FAULT_KILL_AFTER";
+
 /// Base of the per-user cache, per the XDG base directory spec.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 

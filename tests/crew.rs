@@ -6,6 +6,7 @@ mod support;
 mod brief;
 mod contract;
 mod dispatch;
+mod dispatch_crash;
 mod doctor;
 mod emulator_serve;
 mod events;

@@ -9,11 +9,18 @@
 //! the token), and last the detached supervisor. A crash after any step leaves a state the next
 //! dispatch or reconcile completes: the lease names the worker, the comment names the lease's
 //! attempt, and preparing the worktree reuses what exists.
+//!
+//! Resuming: a dispatch holds the issue's dispatch lock ([`lock::dispatch_lock_path`]) while it
+//! runs, and a supervisor holds its worktree's supervisor lock while it lives. So when a dispatch
+//! finds the issue's live lease held by this host (or the newest event an `assigned` of this
+//! host) and neither lock is held, the earlier dispatch died half-way: this one reclaims that
+//! lease at its tip (same worker, same attempt), renews it, finds or posts the `assigned`
+//! comment by its deterministic op, and completes the remaining steps. `CREW_FAULT_KILL_AFTER`
+//! ([`crashpoint`]) lets tests kill it after any step.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -22,11 +29,14 @@ use crate::agents::{self, InvocationContext, Profile};
 use crate::commands::brief::{self, Placement};
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::{Board, GitHub, GitHubConfig, LeaseRequest, PostMode};
+use crate::github::{
+    Board, GitHub, GitHubConfig, HeldLease, LeaseRequest, LeaseWriteError, PostMode,
+};
 use crate::prompt::{CommentContext, Prompts};
-use crate::protocol::{Assignment, Event, EventBody, State};
+use crate::protocol::lease::{LeaseState, LeaseStatus};
+use crate::protocol::{Assignment, Event, EventBody, IssueState, State};
 use crate::settings::Env;
-use crate::worker::{self, SupervisorConfig, SupervisorSpec};
+use crate::worker::{self, ProcessIdentity, SupervisorConfig, SupervisorSpec, lock};
 use crate::workspace::{self, CREW_DIR, CheckoutMode, WorkerContext, WorktreeRequest};
 
 /// How long the supervisor gives the agent after each signal when it has to stop it.
@@ -83,6 +93,10 @@ pub struct DispatchView {
     pub comment_id: u64,
     /// The supervisor's pid.
     pub pid: u32,
+    /// The agent's pid (leader of its process group).
+    pub agent_pid: u32,
+    /// True when this finished an interrupted dispatch of the same attempt.
+    pub resumed: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
@@ -150,6 +164,16 @@ async fn dispatch_one(
         }
     };
 
+    // One dispatch of an issue at a time on this host. Held until this process ends, however it
+    // ends: a second dispatch that gets it knows no other one is half-way, so a lease of ours
+    // without a supervisor is an interrupted dispatch to finish, not one in progress.
+    let lock_path = lock::dispatch_lock_path(&repo_root, number);
+    let Some(_dispatching) = lock::try_lock(&lock_path).map_err(CrewError::internal)? else {
+        return Err(CrewError::lost_race(format!(
+            "another crew dispatch of #{number} is running on this host"
+        )));
+    };
+
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
     // The token's login, remembered in the cache after the first ask on this host.
     let own_login = crate::observe::own_login(&github, ctx.cache().await?, settings).await?;
@@ -170,8 +194,19 @@ async fn dispatch_one(
             state.state
         )));
     }
+    // A dispatch of ours on this host that stopped after announcing its attempt (and before its
+    // agent started) is finished, not repeated: same worker, same attempt, same comment.
+    let mut resumed = match own_assignment(state, &settings.host) {
+        Some((worker, attempt)) => {
+            resumable(
+                &github, settings, &repo, &repo_root, number, &worker, attempt,
+            )
+            .await?
+        }
+        None => None,
+    };
     let max_attempts = config.workers.max_attempts;
-    if gathered.attempt > u64::from(max_attempts) {
+    if resumed.is_none() && gathered.attempt > u64::from(max_attempts) {
         return Err(CrewError::user(format!(
             "#{number} is {} after {} attempts, which is workers.max_attempts; not dispatching it",
             state.state,
@@ -238,31 +273,78 @@ async fn dispatch_one(
 
     // 1. The lease: from here on the issue is ours (LostRace, exit 4, if it is not).
     let now = ctx.clock.now();
-    let worker_id = format!("worker-{}-{number}", now.timestamp());
-    let held = github
-        .acquire_lease(
-            &repo,
-            &config.lease_ref_prefix,
-            number,
-            LeaseRequest {
-                base: base.clone(),
-                worker: worker_id.clone(),
-                host: settings.host.clone(),
-                runtime: args.runtime.as_str().to_owned(),
-                ttl: chrono::TimeDelta::from_std(config.workers.lease_ttl)
-                    .unwrap_or(chrono::TimeDelta::minutes(30)),
-                now,
-            },
-        )
-        .await?;
+    let ttl = chrono::TimeDelta::from_std(config.workers.lease_ttl)
+        .unwrap_or(chrono::TimeDelta::minutes(30));
+    if resumed.is_none() {
+        let acquired = github
+            .acquire_lease(
+                &repo,
+                &config.lease_ref_prefix,
+                number,
+                LeaseRequest {
+                    base: base.clone(),
+                    worker: format!("worker-{}-{number}", now.timestamp()),
+                    host: settings.host.clone(),
+                    runtime: args.runtime.as_str().to_owned(),
+                    ttl,
+                    now,
+                },
+            )
+            .await;
+        match acquired {
+            Ok(held) => resumed = Some(Placing::Fresh(held)),
+            // Held by this host: an interrupted dispatch of ours (it announced nothing yet).
+            Err(LeaseWriteError::LostRace {
+                holder: Some(holder),
+                ..
+            }) if holder.host == settings.host => {
+                let found = resumable(
+                    &github,
+                    settings,
+                    &repo,
+                    &repo_root,
+                    number,
+                    &holder.worker,
+                    holder.attempt,
+                )
+                .await?;
+                match found {
+                    Some(placing) => resumed = Some(placing),
+                    None => {
+                        return Err(LeaseWriteError::LostRace {
+                            issue: number,
+                            holder: Some(holder),
+                        }
+                        .into());
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let (held, post_mode) = match resumed {
+        Some(Placing::Fresh(held)) => (held, PostMode::FirstTry),
+        Some(Placing::Resume(held)) => {
+            ctx.printer.verbose(format!(
+                "#{number}: finishing the interrupted dispatch of worker {} (attempt {})",
+                held.lease.worker, held.lease.attempt
+            ));
+            // The interrupted run may have left little of the TTL: renew before going on.
+            let renewed = github.renew_lease(&repo, &held, now, ttl).await?;
+            (renewed, PostMode::Resume)
+        }
+        None => return Err(CrewError::internal("dispatch placed no lease")),
+    };
+    let worker_id = held.lease.worker.clone();
     let attempt = held.lease.attempt;
+    crashpoint("lease");
 
     // 2. The `assigned` comment.
     let event = Event {
         issue: number,
         attempt: u64::from(attempt),
         worker: worker_id.clone(),
-        op: new_op_id(),
+        op: assigned_op(&worker_id),
         at: now,
         body: EventBody::Assigned(Assignment {
             host: Some(settings.host.clone()),
@@ -274,8 +356,9 @@ async fn dispatch_one(
     };
     let body = prompts.comment_body(&event, &CommentContext::from_event(&event))?;
     let posted = github
-        .post_event(&repo, number, &event, &body, PostMode::FirstTry)
+        .post_event(&repo, number, &event, &body, post_mode)
         .await?;
+    crashpoint("assigned");
 
     // 3. The board and labels: best effort. The labels just read serve (saves a GET).
     let board = Board::new(settings, &repo);
@@ -297,6 +380,7 @@ async fn dispatch_one(
             "#{number}: could not update the board or labels ({error}); the next reconcile will"
         ));
     }
+    crashpoint("board");
 
     // 4. The worktree and branch (blocking git, off the runtime's threads).
     let worktree = {
@@ -324,6 +408,7 @@ async fn dispatch_one(
     };
     let path = worktree.path.clone();
     workspace::ensure_crew_excluded(&path)?;
+    crashpoint("worktree");
 
     // 5. `.crew/context.json`.
     workspace::write_context(
@@ -339,6 +424,7 @@ async fn dispatch_one(
             profile: profile_name.clone(),
         },
     )?;
+    crashpoint("context");
 
     // 6. `.crew/prompt.md`.
     // The lease's attempt is authoritative (a lease can be ahead of the comments).
@@ -359,6 +445,7 @@ async fn dispatch_one(
     ))?;
     let prompt_path = prompt_file(&path);
     write_file(&prompt_path, prompt.as_bytes())?;
+    crashpoint("prompt");
 
     // 7. `.crew/supervisor.json`: the invocation with the token replaced by where it comes from.
     let invocation = agents::build(
@@ -387,11 +474,14 @@ async fn dispatch_one(
         },
     )
     .map_err(CrewError::internal)?;
+    crashpoint("spec");
 
-    // 8. The supervisor, detached.
+    // 8. The supervisor, detached; dispatch returns once it runs the agent.
     let supervisor_log = path.join(CREW_DIR).join("logs").join("supervisor.log");
     let supervisor =
         worker::spawn_supervisor(&crew_exe, &path, &supervisor_log).map_err(CrewError::internal)?;
+    crashpoint("spawn");
+    let agent_pid = wait_for_agent(&path, &worker_id, &supervisor, &supervisor_log).await?;
 
     Ok(DispatchView {
         issue: number,
@@ -403,7 +493,142 @@ async fn dispatch_one(
         worktree: path.to_string_lossy().into_owned(),
         comment_id: posted.comment_id,
         pid: supervisor.pid,
+        agent_pid,
+        resumed: post_mode == PostMode::Resume,
     })
+}
+
+/// How this dispatch holds its lease.
+enum Placing {
+    /// Acquired now: a new attempt.
+    Fresh(HeldLease),
+    /// The lease of an interrupted dispatch of ours on this host, reclaimed at its tip.
+    Resume(HeldLease),
+}
+
+/// The worker and attempt of the newest `assigned` event when it is this host's and nothing has
+/// happened since (its agent never reported `started`): a dispatch that may have been cut short.
+fn own_assignment(state: &IssueState, host: &str) -> Option<(String, u32)> {
+    if state.state != State::Assigned {
+        return None;
+    }
+    let last = state.events.last()?;
+    match &last.event.body {
+        EventBody::Assigned(assignment) if assignment.host.as_deref() == Some(host) => Some((
+            last.event.worker.clone(),
+            u32::try_from(last.event.attempt).ok()?,
+        )),
+        _ => None,
+    }
+}
+
+/// Whether the lease of `worker`'s `attempt` is ours to finish placing: still that attempt's at
+/// its tip, held and live, and no supervisor runs for it here (a supervisor that runs means the
+/// worker is placed: LostRace). `None` when the lease moved on or lapsed: then a new attempt.
+async fn resumable(
+    github: &GitHub,
+    settings: &crate::settings::Settings,
+    repo: &crate::settings::RepoSlug,
+    repo_root: &Path,
+    number: u64,
+    worker_id: &str,
+    attempt: u32,
+) -> Result<Option<Placing>, CrewError> {
+    let held = match github
+        .reclaim_lease(
+            repo,
+            &settings.config.lease_ref_prefix,
+            number,
+            worker_id,
+            attempt,
+        )
+        .await
+    {
+        Ok(held) => held,
+        Err(LeaseWriteError::Superseded { .. }) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let live = held.lease.state == LeaseState::Held
+        && held.lease.status(chrono::Utc::now()) == LeaseStatus::Live;
+    if !live {
+        return Ok(None);
+    }
+    let repo_root = repo_root.to_path_buf();
+    let worktrees = tokio::task::spawn_blocking(move || workspace::worker_worktrees(&repo_root))
+        .await
+        .map_err(CrewError::internal)??;
+    let supervised = worktrees.iter().any(|(path, context)| {
+        context.worker == worker_id && context.attempt == attempt && lock::supervisor_running(path)
+    });
+    if supervised {
+        return Err(LeaseWriteError::LostRace {
+            issue: number,
+            holder: Some(held.lease),
+        }
+        .into());
+    }
+    Ok(Some(Placing::Resume(held)))
+}
+
+/// The `op` of the `assigned` event of `worker`: one per worker id (a worker id names one
+/// attempt), so a resumed dispatch finds the comment an interrupted one posted.
+fn assigned_op(worker: &str) -> String {
+    format!("assigned-{worker}")
+}
+
+/// How long dispatch waits for the supervisor to report the agent running.
+const AGENT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the supervisor has recorded the agent's pid for `worker` in `.crew/worker.json`;
+/// an error (with where the supervisor logged why) when the supervisor exits first.
+async fn wait_for_agent(
+    worktree: &Path,
+    worker_id: &str,
+    supervisor: &ProcessIdentity,
+    supervisor_log: &Path,
+) -> Result<u32, CrewError> {
+    let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+    loop {
+        if let Ok(Some(record)) = workspace::read_worker(worktree)
+            && record.worker == worker_id
+            && record.pid != 0
+        {
+            return Ok(record.pid);
+        }
+        if !worker::is_alive(supervisor) || tokio::time::Instant::now() >= deadline {
+            // One last look: it may have recorded the agent and finished already.
+            if let Ok(Some(record)) = workspace::read_worker(worktree)
+                && record.worker == worker_id
+            {
+                return Ok(record.pid);
+            }
+            return Err(CrewError::internal(format!(
+                "the supervisor (pid {}) did not start the agent; see {}",
+                supervisor.pid,
+                supervisor_log.display()
+            ))
+            .with_hint("the lease stays held until it expires; `crew gc` or another dispatch finishes the job"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The fault-injection point after each step of a dispatch: when `CREW_FAULT_KILL_AFTER` names
+/// `step`, this process kills itself with SIGKILL there, exactly as `kill -9` would. It exists
+/// for the crash-recovery tests, which prove every step is safe to die after; nothing else sets
+/// the variable.
+fn crashpoint(step: &str) {
+    if std::env::var_os(crate::env_vars::CREW_FAULT_KILL_AFTER).is_some_and(|value| value == step) {
+        let _ = worker::signal_process(
+            &ProcessIdentity::current().unwrap_or(ProcessIdentity {
+                pid: std::process::id(),
+                start_time: 0,
+            }),
+            worker::Signal::Kill,
+        );
+        // SIGKILL cannot be caught; should it somehow not be delivered, die anyway, uncleanly.
+        std::process::abort();
+    }
 }
 
 fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), CrewError> {
@@ -411,32 +636,4 @@ fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), CrewError> {
         std::fs::create_dir_all(dir).map_err(CrewError::internal)?;
     }
     std::fs::write(path, bytes).map_err(CrewError::internal)
-}
-
-/// A fresh op id: the time in nanoseconds, this process's id and a per-process counter, so two
-/// dispatches (even of one issue, even in one process) never share one.
-fn new_op_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "op-{nanos:x}-{:x}-{:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn op_ids_are_unique() {
-        let first = new_op_id();
-        let second = new_op_id();
-        assert_ne!(first, second);
-        assert!(first.starts_with("op-"));
-    }
 }

@@ -5,7 +5,9 @@
 //! It reads `.crew/context.json` (who the worker is, which repository and API) and
 //! `.crew/supervisor.json` (what to run, the held lease), resolves the token from its own
 //! environment as every crew command does (never from a file), and runs the agent under
-//! [`worker::run`](crate::worker::run) until it exits or SIGTERM/SIGINT cancels it.
+//! [`worker::run`](crate::worker::run) until it exits or SIGTERM/SIGINT cancels it. It holds
+//! `.crew/supervisor.lock` while it lives ([`worker::lock`]), which is how every other crew
+//! command knows, without trusting a pid, whether the worker is still supervised.
 
 use std::path::PathBuf;
 
@@ -15,8 +17,12 @@ use crate::context::Ctx;
 use crate::error::CrewError;
 use crate::github::{GitHub, GitHubConfig};
 use crate::settings::RepoSlug;
-use crate::worker::{self, SupervisorConfig};
+use crate::worker::{self, SupervisorConfig, lock};
 use crate::workspace;
+
+/// How long a starting supervisor waits for the supervisor lock (a probe holds it for
+/// microseconds; a live supervisor holds it for good).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Supervise one worker's agent (started by `crew dispatch`)
 #[derive(Debug, Args)]
@@ -29,6 +35,17 @@ pub struct SuperviseArgs {
 pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     let cancel = termination();
     let worktree = args.worktree.clone();
+    // One supervisor per worktree, held until this process dies however it dies: a second one
+    // (started by a dispatch that resumed while this one was starting) leaves at once.
+    let lock_path = lock::supervisor_lock_path(&worktree);
+    let Some(_lock) = lock::lock_within(&lock_path, LOCK_PATIENCE).map_err(CrewError::internal)?
+    else {
+        ctx.printer.warn(format_args!(
+            "another supervisor holds {}; leaving this worker to it",
+            lock_path.display()
+        ));
+        return Ok(());
+    };
     let context = workspace::read_context(&worktree)?.ok_or_else(|| {
         CrewError::user(format!(
             "{} has no .crew/context.json; not a worker's worktree",

@@ -357,9 +357,32 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
+/// A fresh op id: the time in nanoseconds, this process's id and a per-process counter, so no
+/// two events (even of one issue, even from one process) share one.
+pub fn new_op_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "op-{nanos:x}-{:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn op_ids_are_unique() {
+        let first = new_op_id();
+        let second = new_op_id();
+        assert_ne!(first, second);
+        assert!(first.starts_with("op-"));
+    }
 
     #[test]
     fn kinds_round_trip_through_their_names() {

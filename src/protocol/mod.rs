@@ -23,7 +23,7 @@ pub mod trust;
 #[cfg(test)]
 mod proptests;
 
-pub use event::{Assignment, Event, EventBody, EventKind, Handover};
+pub use event::{Assignment, Event, EventBody, EventKind, Handover, new_op_id};
 pub use fold::{
     AppliedEvent, Fold, FoldPolicy, IssueState, ObservedEvent, OutOfOrder, Outcome, State,
     TransitionError, fold, next_state,
