@@ -13,6 +13,7 @@ mod events;
 mod github_client;
 mod lease_writes;
 mod leases;
+mod logs_cancel;
 mod read_side;
 mod supervise;
 mod sync;

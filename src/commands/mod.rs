@@ -6,9 +6,11 @@
 
 pub mod brief;
 pub mod cache;
+pub mod cancel;
 pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
+pub mod logs;
 pub mod show;
 pub mod status;
 pub mod supervise;
@@ -48,6 +50,12 @@ pub enum Command {
     #[command(subcommand)]
     Cache(cache::CacheCommand),
 
+    /// Print the log of an issue's worker on this clone
+    Logs(logs::LogsArgs),
+
+    /// Stop an issue's worker, save its work, and record the issue as cancelled
+    Cancel(cancel::CancelArgs),
+
     /// Supervise one worker's agent (started by `crew dispatch`)
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -65,5 +73,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Brief(args) => brief::run(ctx, args).await,
         Command::Dispatch(args) => dispatch::run(ctx, args).await,
         Command::Supervise(args) => supervise::run(ctx, args).await,
+        Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Cancel(args) => cancel::run(ctx, args).await,
     }
 }

@@ -12,6 +12,7 @@
 //!   supervising `crew`, exactly as any crew command resolves it, and is never written to disk.
 //! - **Identity is (pid, start time)** ([`process`]), so a reused pid is never signalled.
 
+pub mod locate;
 pub mod lock;
 pub mod process;
 pub mod supervisor;
