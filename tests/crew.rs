@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent_side;
 mod brief;
 mod contract;
 mod dispatch;

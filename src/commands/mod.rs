@@ -4,6 +4,7 @@
 //! `run(ctx, args)`. Commands parse, call into the domain modules and print; business rules live
 //! elsewhere. Adding a command is a variant here, a module, and an arm in [`dispatch`].
 
+pub mod agent;
 pub mod brief;
 pub mod cache;
 pub mod cancel;
@@ -56,6 +57,27 @@ pub enum Command {
     /// Stop an issue's worker, save its work, and record the issue as cancelled
     Cancel(cancel::CancelArgs),
 
+    /// Agent-side: tell crew you have started work on the issue
+    Start(agent::start::StartArgs),
+
+    /// Agent-side: say you are alive during a long silent stretch (renews the lease, posts nothing)
+    Heartbeat(agent::heartbeat::HeartbeatArgs),
+
+    /// Agent-side: report a milestone on the issue
+    Progress(agent::progress::ProgressArgs),
+
+    /// Agent-side: ask a maintainer a question you cannot go on without
+    Blocked(agent::blocked::BlockedArgs),
+
+    /// Agent-side: stop before finishing; commit, push and leave notes for the next attempt
+    Handover(agent::handover::HandoverArgs),
+
+    /// Agent-side: finish; rebase, push and open the pull request
+    Done(agent::done::DoneArgs),
+
+    /// Agent-side: give up on the issue because it cannot be done as asked
+    Fail(agent::fail::FailArgs),
+
     /// Supervise one worker's agent (started by `crew dispatch`)
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -73,6 +95,13 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Brief(args) => brief::run(ctx, args).await,
         Command::Dispatch(args) => dispatch::run(ctx, args).await,
         Command::Supervise(args) => supervise::run(ctx, args).await,
+        Command::Start(args) => agent::start::run(ctx, args).await,
+        Command::Heartbeat(args) => agent::heartbeat::run(ctx, args).await,
+        Command::Progress(args) => agent::progress::run(ctx, args).await,
+        Command::Blocked(args) => agent::blocked::run(ctx, args).await,
+        Command::Handover(args) => agent::handover::run(ctx, args).await,
+        Command::Done(args) => agent::done::run(ctx, args).await,
+        Command::Fail(args) => agent::fail::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Cancel(args) => cancel::run(ctx, args).await,
     }

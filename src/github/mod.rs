@@ -32,6 +32,7 @@ mod error;
 mod events;
 mod graphql;
 mod leases;
+mod pulls;
 mod rest;
 mod transport;
 mod wire;
@@ -53,6 +54,9 @@ pub use error::{GitHubError, GraphQlError, ValidationDetail};
 pub use events::{PostMode, PostedEvent};
 pub use graphql::GraphQlResponse;
 pub use leases::{HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
+pub use pulls::{
+    MergeMethod, MergeOutcome, NewPullRequest, PullEnd, PullRequest, PullReview, ReviewComment,
+};
 pub use rest::Conditional;
 pub use wire::{
     Branch, BranchCommit, BranchCommitDetail, CollaboratorPermission, GitCommit, GitObject, GitRef,

@@ -1,0 +1,53 @@
+//! `crew blocked <question>`: the agent cannot go on without a maintainer's decision
+//! (`working` → `blocked`; the board shows Blocked).
+//!
+//! `.crew/finished` says `blocked`, so when the agent ends its session as its prompt tells it
+//! to, the supervisor knows this is no crash: it saves the work as a WIP commit and releases the
+//! lease without a handover, and `crew answer` then starts the next attempt with the question and
+//! its answer. An agent that instead waits for the answer (`crew wait --for answered`) keeps the
+//! lease; its next agent-side command clears the marker.
+
+use clap::Args;
+
+use super::{AgentView, Worker, new_op_id, print};
+use crate::context::Ctx;
+use crate::error::CrewError;
+use crate::github::PostMode;
+use crate::protocol::{EventBody, State};
+
+/// Ask a maintainer one specific question you cannot go on without, then end your session
+#[derive(Debug, Args)]
+pub struct BlockedArgs {
+    /// The question
+    #[arg(value_name = "QUESTION", required = true, num_args = 1..)]
+    pub question: Vec<String>,
+}
+
+pub async fn run(ctx: &Ctx, args: &BlockedArgs) -> Result<(), CrewError> {
+    let question = args.question.join(" ");
+    if question.trim().is_empty() {
+        return Err(CrewError::usage("the question is empty"));
+    }
+    let worker = Worker::locate(ctx)?;
+    let github = worker.github()?;
+    worker.fence(&github).await?;
+    worker.ensure_started(ctx, &github).await?;
+    let event = worker.event(
+        new_op_id(),
+        EventBody::Blocked {
+            question: question.trim().to_owned(),
+        },
+    );
+    let posted = worker.post(&github, &event, PostMode::FirstTry).await?;
+    worker.mark_finished("blocked")?;
+    worker.mirror(ctx, &github, State::Blocked).await;
+    let view = AgentView::new(&worker).posted("blocked", &posted);
+    print(
+        ctx,
+        &view,
+        &format!(
+            "question posted on #{}; end your session, the answer reaches you or the next attempt",
+            worker.context.issue
+        ),
+    )
+}
