@@ -14,6 +14,7 @@ pub mod observe;
 pub mod printer;
 pub mod prompt;
 pub mod protocol;
+pub mod reconcile;
 pub mod settings;
 pub mod sync;
 pub mod worker;

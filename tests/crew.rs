@@ -11,6 +11,7 @@ mod dispatch_crash;
 mod doctor;
 mod emulator_serve;
 mod events;
+mod gc;
 mod github_client;
 mod lease_writes;
 mod leases;

@@ -19,10 +19,12 @@
 
 mod location;
 mod mirror;
+mod processes;
 mod views;
 
 pub use location::{CACHE_FILE_NAME, CacheLocation};
 pub use mirror::{CommentRow, CursorRow, IssueRow, MirrorChanges, MirrorUpdate, timestamp};
+pub use processes::ProcessRow;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
+pub mod gc;
 pub mod logs;
 pub mod show;
 pub mod status;
@@ -78,6 +79,10 @@ pub enum Command {
     /// Agent-side: give up on the issue because it cannot be done as asked
     Fail(agent::fail::FailArgs),
 
+    /// Remove the worktrees of finished issues (saving their work first), stop orphan
+    /// processes, and report disk use
+    Gc(gc::GcArgs),
+
     /// Supervise one worker's agent (started by `crew dispatch`)
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -102,6 +107,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Handover(args) => agent::handover::run(ctx, args).await,
         Command::Done(args) => agent::done::run(ctx, args).await,
         Command::Fail(args) => agent::fail::run(ctx, args).await,
+        Command::Gc(args) => gc::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Cancel(args) => cancel::run(ctx, args).await,
     }

@@ -71,6 +71,14 @@ impl LeaseLine {
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<(), CrewError> {
+    // Workers on this host whose supervisor died are handed over first, so what is read below
+    // already shows it. Free when every supervisor is alive; a failure is only a warning.
+    match crate::reconcile::reconcile_local(ctx).await {
+        Ok(report) => crate::reconcile::print_report(&ctx.printer, &report),
+        Err(error) => ctx.printer.warn(format_args!(
+            "could not reconcile this host's workers: {error}"
+        )),
+    }
     let observed = observe(ctx, ObserveOptions::default()).await?;
     warn_unreadable_leases(ctx, &observed);
     let view = view(&observed, ctx.settings.config.workers.max, args.all);

@@ -29,6 +29,10 @@ use crate::workspace::CREW_DIR;
 
 pub use process::{ProcessIdentity, Signal, group_alive, is_alive, signal_group, signal_process};
 pub use supervisor::{
+    Abandoned, HANDOVER_FILE, HandedOver, HandoverRecord, LeaseFate, LeaseHandle,
+    hand_over_abandoned, read_handover, stop_group, write_handover,
+};
+pub use supervisor::{
     ExitRecord, FINISHED_FILE, StopReason, SupervisedWorker, SupervisorConfig, SupervisorError,
     SupervisorOutcome, read_supervised, run,
 };

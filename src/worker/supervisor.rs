@@ -22,8 +22,13 @@
 //!   worktree (WIP commit, push), posts a `handover` event with the diff stat and the log tail,
 //!   and **releases the lease**: a handover hands the issue to the next attempt, and releasing
 //!   lets that attempt start now instead of after the TTL. The handover's `op` is derived from the
-//!   worker and attempt, so a retried salvage (a restarted supervisor, a reconciling command)
-//!   finds the first comment instead of posting a second one.
+//!   worker and attempt, so a retried salvage (a reconciling command after the supervisor died
+//!   mid-way) finds the first comment instead of posting a second one.
+//! - **One hand-over, two callers.** That tail is [`hand_over_abandoned`], which a reconciling
+//!   command ([`crate::reconcile`]) also calls for a worker whose supervisor died. It ends by
+//!   writing `.crew/handover.json`, so the next reconcile knows the attempt is settled without a
+//!   single request. Where the lease is not known to be held (the supervisor is gone), it is read
+//!   first and a lease that has moved to another attempt stops everything before any push.
 //! - **Finished normally**: the agent-side command that wrote the marker posted the event and
 //!   owns the lease's fate; the supervisor only records the exit.
 
@@ -34,8 +39,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 use crate::agents::{AgentInvocation, Stdin};
-use crate::github::{GitHub, GitHubError, HeldLease, LeaseWriteError, RepoSlug};
+use crate::github::{GitHub, GitHubError, HeldLease, LeaseWriteError, PostMode, RepoSlug};
 use crate::prompt::{CommentContext, PromptError, Prompts};
+use crate::protocol::lease::LeaseState;
 use crate::protocol::{Event, EventBody, Handover};
 use crate::workspace::{self, CREW_DIR, WorkerProcess, WorkspaceError};
 
@@ -294,6 +300,8 @@ pub async fn run(
         tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(cancel);
+    // Renewal stops once an agent-side command finished the attempt and let the lease go.
+    let mut renewing = true;
     let (reason, status) = loop {
         tokio::select! {
             status = child.wait() => break (StopReason::Exited, status.ok()),
@@ -301,11 +309,21 @@ pub async fn run(
                 tracing::info!(pid, "cancelled: stopping the agent");
                 break (StopReason::Cancelled, stop(&mut child, pid, grace).await);
             }
-            _ = renew.tick() => {
+            _ = renew.tick(), if renewing => {
                 match github.renew_lease(&repo, &lease, chrono::Utc::now(), ttl).await {
                     Ok(renewed) => {
                         lease = renewed;
                         renewals += 1;
+                    }
+                    Err(LeaseWriteError::Superseded { current: Some(current), .. })
+                        if current.worker == lease.lease.worker
+                            && current.attempt == lease.lease.attempt
+                            && tokio::fs::try_exists(&finished_path).await.unwrap_or(false) =>
+                    {
+                        // `crew done`/`handover`/`fail` released our own lease: the agent is
+                        // finishing, not superseded. Let it exit by itself.
+                        tracing::info!(pid, "the attempt is finished; no more renewals");
+                        renewing = false;
                     }
                     Err(error @ (LeaseWriteError::Superseded { .. } | LeaseWriteError::NotHeld { .. })) => {
                         tracing::warn!(%error, pid, "lease lost: stopping the agent");
@@ -351,6 +369,16 @@ pub async fn run(
         salvage: None,
         handover_comment: None,
     };
+    if finished.as_deref() == Some("blocked") && reason != StopReason::Superseded {
+        // The agent asked a question and ended its session: no crash to hand over. Keep its
+        // work, and let the lease go so the answer can start the next attempt.
+        let (salvaged, released) = settle_blocked(&github, &repo, &worktree, &lease, push).await?;
+        outcome.salvage = salvaged;
+        if let Some(released) = released {
+            outcome.lease = released;
+        }
+        return Ok(outcome);
+    }
     if finished.is_some() || reason == StopReason::Superseded {
         return Ok(outcome);
     }
@@ -363,9 +391,211 @@ pub async fn run(
         ),
         (_, None) => "the agent's exit could not be observed".to_owned(),
     };
-    let salvage = {
+    let handed = hand_over_abandoned(
+        &github,
+        &repo,
+        Abandoned {
+            worktree,
+            issue: lease.lease.issue,
+            attempt: lease.lease.attempt,
+            worker: lease.lease.worker.clone(),
+            why,
+            log_path,
+            secrets,
+            push,
+            lease: LeaseHandle::Held(lease),
+            resume_since: None,
+        },
+    )
+    .await?;
+    outcome.handover_comment = handed.record.comment_id;
+    outcome.salvage = handed.salvage;
+    if let Some(released) = handed.lease {
+        outcome.lease = released;
+    }
+    Ok(outcome)
+}
+
+/// An attempt that ended blocked on a question: its work saved as a WIP commit (pushed when
+/// the profile pushes) and its lease released, with nothing posted (the `blocked` event says it
+/// all). A lease someone else holds by now is left alone.
+async fn settle_blocked(
+    github: &GitHub,
+    repo: &RepoSlug,
+    worktree: &Path,
+    lease: &HeldLease,
+    push: bool,
+) -> Result<(Option<workspace::SalvageResult>, Option<HeldLease>), SupervisorError> {
+    let salvaged = {
+        let worktree = worktree.to_path_buf();
+        let message = workspace::wip_message(
+            lease.lease.issue,
+            lease.lease.attempt,
+            "the agent stopped to wait for an answer to its question",
+        );
+        tokio::task::spawn_blocking(move || {
+            let opened = workspace::open_worktree(&worktree)?;
+            workspace::salvage_with(&opened, &message, push)
+        })
+        .await
+        .map_err(|error| SupervisorError::Join(error.to_string()))??
+    };
+    let released = match github.release_lease(repo, lease, chrono::Utc::now()).await {
+        Ok(released) => Some(released),
+        Err(LeaseWriteError::Superseded { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    Ok((salvaged, released))
+}
+
+/// The `op` of the salvage handover of one attempt: one per attempt, so a retry finds it.
+pub fn salvage_op(worker: &str, attempt: u32) -> String {
+    format!("salvage-{worker}-{attempt}")
+}
+
+/// `.crew/handover.json`: the record that an attempt which ended without `done`, `handover` or
+/// `fail` has been settled (salvaged and handed over, or found superseded), so reconciling
+/// commands leave it alone without asking GitHub.
+pub const HANDOVER_FILE: &str = "handover.json";
+
+/// What became of the lease when an abandoned attempt was handed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseFate {
+    /// We released it.
+    Released,
+    /// It was released already (by an earlier, interrupted hand-over, or `crew done`).
+    AlreadyReleased,
+    /// Another worker or attempt holds it (or the ref is gone): nothing was pushed or posted.
+    Superseded,
+}
+
+/// `.crew/handover.json`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandoverRecord {
+    pub worker: String,
+    pub attempt: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The `handover` comment (posted now or found from an earlier run); `None` when superseded.
+    pub comment_id: Option<u64>,
+    /// The WIP commit, when there was uncommitted work.
+    pub salvage_commit: Option<String>,
+    pub lease: LeaseFate,
+}
+
+impl HandoverRecord {
+    /// Whether this record settles `worker`'s attempt `attempt` (a reused worktree keeps the
+    /// record of an earlier attempt, which says nothing about this one).
+    pub fn settles(&self, worker: &str, attempt: u32) -> bool {
+        self.worker == worker && self.attempt == attempt
+    }
+}
+
+/// How [`hand_over_abandoned`] knows the lease.
+#[derive(Clone, Debug)]
+pub enum LeaseHandle {
+    /// The lease as the supervisor last wrote it: it renewed it, so it knows it still holds it.
+    Held(HeldLease),
+    /// Not known (the supervisor died): read it first ([`GitHub::reclaim_lease`]) and push,
+    /// post or release nothing unless it is still this worker's attempt.
+    Reclaim { prefix: String },
+}
+
+/// An attempt that ended without `done`, `handover` or `fail`, to be handed over.
+#[derive(Clone, Debug)]
+pub struct Abandoned {
+    pub worktree: PathBuf,
+    pub issue: u64,
+    pub attempt: u32,
+    pub worker: String,
+    /// Why, for the WIP commit and the comment ("the agent exited (exit status: 1) …").
+    pub why: String,
+    /// The agent's log, whose tail goes into the comment.
+    pub log_path: PathBuf,
+    /// Redacted from the log tail and the comment.
+    pub secrets: Vec<String>,
+    /// Whether the WIP commit is pushed (the profile's `push`).
+    pub push: bool,
+    pub lease: LeaseHandle,
+    /// When set, an earlier run may already have posted the handover: comments updated since
+    /// this instant are searched for its `op` first, and one found is used instead of posting.
+    pub resume_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What [`hand_over_abandoned`] did.
+#[derive(Clone, Debug)]
+pub struct HandedOver {
+    pub salvage: Option<workspace::SalvageResult>,
+    /// The lease as released by this call, when it did release it.
+    pub lease: Option<HeldLease>,
+    /// Whether the comment already existed (an earlier, interrupted run posted it).
+    pub comment_reused: bool,
+    /// Also written to `.crew/handover.json`.
+    pub record: HandoverRecord,
+}
+
+/// Hands over an attempt that ended without `done`, `handover` or `fail` (DESIGN.md 3): commits
+/// the worktree as WIP and pushes it (only when it is dirty), posts a `handover` event with the
+/// diff stat and the log tail, releases the lease, and records all that in
+/// `.crew/handover.json`. The supervisor calls it when its agent exits abnormally; a reconciling
+/// command calls it for a worker whose supervisor died.
+///
+/// Idempotent: the event's `op` is [`salvage_op`] (one per attempt), so with `resume_since` an
+/// earlier post is found rather than repeated; a clean worktree commits nothing; a lease already
+/// released (or superseded) is left as it is. With [`LeaseHandle::Reclaim`] a lease that is no
+/// longer this attempt's stops everything before any push or post: that attempt owns the branch
+/// and the issue now.
+pub async fn hand_over_abandoned(
+    github: &GitHub,
+    repo: &RepoSlug,
+    abandoned: Abandoned,
+) -> Result<HandedOver, SupervisorError> {
+    let Abandoned {
+        worktree,
+        issue,
+        attempt,
+        worker,
+        why,
+        log_path,
+        secrets,
+        push,
+        lease,
+        resume_since,
+    } = abandoned;
+    let record = |comment_id, salvage_commit, lease| HandoverRecord {
+        worker: worker.clone(),
+        attempt,
+        at: chrono::Utc::now(),
+        comment_id,
+        salvage_commit,
+        lease,
+    };
+    let held = match lease {
+        LeaseHandle::Held(held) => held,
+        LeaseHandle::Reclaim { prefix } => {
+            match github
+                .reclaim_lease(repo, &prefix, issue, &worker, attempt)
+                .await
+            {
+                Ok(held) => held,
+                Err(LeaseWriteError::Superseded { .. }) => {
+                    let record = record(None, None, LeaseFate::Superseded);
+                    write_handover(&worktree, &record).await?;
+                    return Ok(HandedOver {
+                        salvage: None,
+                        lease: None,
+                        comment_reused: false,
+                        record,
+                    });
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    };
+
+    let (opened, salvaged) = {
         let worktree = worktree.clone();
-        let message = workspace::wip_message(lease.lease.issue, lease.lease.attempt, &why);
+        let message = workspace::wip_message(issue, attempt, &why);
         tokio::task::spawn_blocking(move || {
             let opened = workspace::open_worktree(&worktree)?;
             workspace::salvage_with(&opened, &message, push).map(|result| (opened, result))
@@ -373,57 +603,107 @@ pub async fn run(
         .await
         .map_err(|error| SupervisorError::Join(error.to_string()))??
     };
-    let (opened, salvaged) = salvage;
-    let log_tail = tail(&log_path, LOG_TAIL_LINES, &secrets).await;
-    let diff_stat = salvaged.as_ref().map(|result| result.diff_stat.clone());
-    let event = Event {
-        issue: lease.lease.issue,
-        attempt: u64::from(lease.lease.attempt),
-        worker: lease.lease.worker.clone(),
-        op: salvage_op(&lease.lease.worker, lease.lease.attempt),
-        at: chrono::Utc::now(),
-        body: EventBody::Handover(Handover {
-            summary: format!("crew salvaged this attempt: {why}."),
-            next_steps: vec![
-                "Continue from the WIP commit on the branch; the log tail below shows where the agent stopped.".to_owned(),
-            ],
-            files: Vec::new(),
-            base_sha: Some(opened.base_sha.clone()),
-            head_sha: salvaged.as_ref().map(|result| result.commit_sha.clone()),
-        }),
+    let op = salvage_op(&worker, attempt);
+    let earlier = match resume_since {
+        Some(since) => github.find_event_comment(repo, issue, &op, since).await?,
+        None => None,
     };
-    let prompts = Prompts::load(Some(&worktree))?;
-    let context = CommentContext {
-        diff_stat,
-        log_tail: Some(log_tail).filter(|tail| !tail.is_empty()),
-        ..CommentContext::from_event(&event)
+    let (comment_id, comment_reused) = match earlier {
+        Some(comment) => (comment.id, true),
+        None => {
+            let log_tail = tail(&log_path, LOG_TAIL_LINES, &secrets).await;
+            let event = Event {
+                issue,
+                attempt: u64::from(attempt),
+                worker: worker.clone(),
+                op,
+                at: chrono::Utc::now(),
+                body: EventBody::Handover(Handover {
+                    summary: format!("crew salvaged this attempt: {why}."),
+                    next_steps: vec![
+                        "Continue from the WIP commit on the branch; the log tail below shows where the agent stopped.".to_owned(),
+                    ],
+                    files: Vec::new(),
+                    base_sha: Some(opened.base_sha.clone()),
+                    head_sha: salvaged.as_ref().map(|result| result.commit_sha.clone()),
+                }),
+            };
+            let prompts = Prompts::load(Some(&worktree))?;
+            let context = CommentContext {
+                diff_stat: salvaged.as_ref().map(|result| result.diff_stat.clone()),
+                log_tail: Some(log_tail).filter(|tail| !tail.is_empty()),
+                ..CommentContext::from_event(&event)
+            };
+            let body = redact(&prompts.comment_body(&event, &context)?, &secrets);
+            let posted = github
+                .post_event(repo, issue, &event, &body, PostMode::FirstTry)
+                .await?;
+            (posted.comment_id, false)
+        }
     };
-    let body = redact(&prompts.comment_body(&event, &context)?, &secrets);
-    let comment = github
-        .create_issue_comment(
-            &repo,
-            event.issue,
-            &body,
-            Some(github.comment_check(&repo, event.issue, &event.op)),
-        )
-        .await?;
-    outcome.handover_comment = Some(comment.id);
-    outcome.salvage = salvaged;
-    match github
-        .release_lease(&repo, &lease, chrono::Utc::now())
-        .await
-    {
-        Ok(released) => outcome.lease = released,
-        // Someone took it over meanwhile: nothing of ours is left to release.
-        Err(LeaseWriteError::Superseded { .. }) => {}
-        Err(error) => return Err(error.into()),
-    }
-    Ok(outcome)
+    let (fate, released) = if held.lease.state == LeaseState::Released {
+        (LeaseFate::AlreadyReleased, None)
+    } else {
+        match github.release_lease(repo, &held, chrono::Utc::now()).await {
+            Ok(released) => (LeaseFate::Released, Some(released)),
+            // Someone took it over meanwhile: nothing of ours is left to release.
+            Err(LeaseWriteError::Superseded { .. }) => (LeaseFate::Superseded, None),
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let record = record(
+        Some(comment_id),
+        salvaged.as_ref().map(|result| result.commit_sha.clone()),
+        fate,
+    );
+    write_handover(&worktree, &record).await?;
+    Ok(HandedOver {
+        salvage: salvaged,
+        lease: released,
+        comment_reused,
+        record,
+    })
 }
 
-/// The `op` of the salvage handover of one attempt: one per attempt, so a retry finds it.
-pub fn salvage_op(worker: &str, attempt: u32) -> String {
-    format!("salvage-{worker}-{attempt}")
+/// Writes `.crew/handover.json` atomically.
+pub async fn write_handover(
+    worktree: &Path,
+    record: &HandoverRecord,
+) -> Result<(), SupervisorError> {
+    let worktree = worktree.to_path_buf();
+    let record = record.clone();
+    tokio::task::spawn_blocking(move || {
+        let dir = worktree.join(CREW_DIR);
+        let path = dir.join(HANDOVER_FILE);
+        let io = |source| SupervisorError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut text = serde_json::to_vec_pretty(&record).map_err(|source| {
+            SupervisorError::Workspace(WorkspaceError::Json {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        text.push(b'\n');
+        let temp = dir.join(format!(".{HANDOVER_FILE}.tmp.{}", std::process::id()));
+        std::fs::write(&temp, &text)
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .map_err(|error| {
+                let _ = std::fs::remove_file(&temp);
+                io(error)
+            })
+    })
+    .await
+    .map_err(|error| SupervisorError::Join(error.to_string()))?
+}
+
+/// Reads `.crew/handover.json`; `None` when there is none (or it is not crew's: a record that
+/// cannot be read settles nothing, so the attempt is looked at again).
+pub fn read_handover(worktree: &Path) -> Option<HandoverRecord> {
+    let bytes = std::fs::read(worktree.join(CREW_DIR).join(HANDOVER_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// SIGINT → SIGTERM → SIGKILL to the agent's group, each given `grace`, until the leader has
@@ -456,7 +736,7 @@ async fn stop(
 }
 
 /// The same escalation for a group whose leader has already been reaped.
-async fn stop_group(group: u32, grace: Duration) {
+pub async fn stop_group(group: u32, grace: Duration) {
     for signal in [Signal::Interrupt, Signal::Terminate, Signal::Kill] {
         if let Err(error) = process::signal_group(group, signal) {
             tracing::warn!(%error, group, ?signal, "cannot signal the agent's group");
