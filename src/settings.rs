@@ -553,6 +553,9 @@ pub struct WorkersConfig {
     pub worktree: String,
     /// Where workers run by default.
     pub runtime: Runtime,
+    /// After a handover, the supervisor dispatches the next attempt at once (while attempts
+    /// remain) instead of leaving it to `crew fill`/`crew loop`.
+    pub replace_on_handover: bool,
 }
 
 impl Default for WorkersConfig {
@@ -569,6 +572,7 @@ impl Default for WorkersConfig {
             branch: "feature/{issue}-{slug}".to_owned(),
             worktree: "{worktree_root}/{repo}-worker-{issue}".to_owned(),
             runtime: Runtime::Local,
+            replace_on_handover: true,
         }
     }
 }

@@ -15,6 +15,7 @@ mod gc;
 mod github_client;
 mod lease_writes;
 mod leases;
+mod lifecycle;
 mod logs_cancel;
 mod read_side;
 mod supervise;

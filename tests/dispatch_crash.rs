@@ -75,8 +75,8 @@ async fn a_dispatch_killed_after_any_step_is_finished_by_the_next_not_repeated()
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let log = std::fs::read_to_string(worktree.join(".crew/logs/supervisor.log"))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(worktree.join(".crew/logs/supervisor.log")).unwrap_or_default();
         assert_eq!(pushed.as_deref(), Some("ran\n"), "{step}: {log}");
     }
     // Every lease is this attempt's, and none is held by anything but its worker.

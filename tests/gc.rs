@@ -286,7 +286,8 @@ async fn gc_stops_orphans_of_a_closed_issue_and_removes_its_worktree_after_savin
     assert!(worker::is_alive(&supervisor) && worker::is_alive(&agent));
     assert!(worker::is_alive(&bystander) && worker::is_alive(&orphan));
     assert_eq!(origin_file(&sandbox.bare, &branch, "wip.txt"), None);
-    assert_eq!(cache.processes().await?.len(), 2);
+    // The two rows above, and the one `crew dispatch` recorded for #3.
+    assert_eq!(cache.processes().await?.len(), 3);
 
     // The real thing.
     let output = sandbox.crew(&["gc", "--json"]).await?;

@@ -350,6 +350,7 @@ async fn crew_supervise_runs_detached_and_salvages_with_the_token_from_its_envir
             renew_every_secs: 60,
             ttl_secs: 1800,
             grace_millis: 500,
+            replacement: None,
         },
     )?;
     let spec_text = std::fs::read_to_string(worktree.join(".crew").join(worker::SUPERVISOR_FILE))?;
@@ -440,6 +441,7 @@ async fn sigterm_to_crew_supervise_stops_the_agent_group() -> TestResult {
             renew_every_secs: 60,
             ttl_secs: 1800,
             grace_millis: 300,
+            replacement: None,
         },
     )?;
     let supervisor_log = worktree.join(".crew/logs/supervisor.log");

@@ -21,9 +21,9 @@ use crate::github::{GitHub, GitHubConfig, Issue as WireIssue, IssueComment as Wi
 use crate::observe::fold_policy;
 use crate::prompt::{
     HandoverContext, IssueComment, IssueText, ProfileContext, Prompts, QuestionAnswer,
-    ReviewContext, WorkerPromptContext,
+    ReviewComment, ReviewContext, WorkerPromptContext,
 };
-use crate::protocol::{AppliedEvent, EventBody, IssueState, ObservedEvent, State, fold};
+use crate::protocol::{AppliedEvent, EventBody, IssueState, ObservedEvent, State, fold, trust};
 use crate::settings::{Config, Env, RepoSlug, Settings};
 use crate::sync::carries_marker;
 use crate::workspace::{CREW_DIR, branch_name, worktree_path};
@@ -199,6 +199,8 @@ pub(crate) struct Gathered {
     pub state: IssueState,
     /// The attempt a dispatch now would start.
     pub attempt: u64,
+    /// The pull request's reviews, when the issue was sent back from review.
+    pub review_comments: Vec<ReviewComment>,
 }
 
 /// Where and as whom the worker runs: the parts of the prompt that are not the issue's.
@@ -239,11 +241,42 @@ pub(crate) async fn gather(
         &fold_policy(settings, own_login),
     );
     let attempt = state.attempt.map_or(1, |attempt| attempt + 1);
+    // Sent back from review: the pull request's reviews (by trusted authors) go into the prompt.
+    let review_comments = match review(&state) {
+        Some(sent_back) => {
+            let policy = fold_policy(settings, String::new());
+            github
+                .pull_reviews(repo, sent_back.pr)
+                .await?
+                .into_iter()
+                .filter_map(|review| {
+                    let body = review.body.filter(|body| !body.trim().is_empty())?;
+                    let author = review.user.map(|user| user.login).unwrap_or_default();
+                    let association = review.author_association.unwrap_or_default();
+                    trust(
+                        &author,
+                        &association,
+                        &policy.own_login,
+                        &policy.trusted_associations,
+                    )
+                    .ok()?;
+                    Some(ReviewComment {
+                        author,
+                        path: None,
+                        line: None,
+                        body,
+                    })
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     Ok(Gathered {
         issue,
         comments,
         state,
         attempt,
+        review_comments,
     })
 }
 
@@ -267,7 +300,10 @@ impl Gathered {
             comments: discussion(&self.comments),
             handover: last_handover(&self.state),
             answers: answers(&self.state),
-            review: review(&self.state),
+            review: review(&self.state).map(|review| ReviewContext {
+                comments: self.review_comments.clone(),
+                ..review
+            }),
             attempt: self.attempt,
             max_attempts: Some(u64::from(config.workers.max_attempts)),
             worker: placement.worker,

@@ -36,7 +36,7 @@ use crate::prompt::{CommentContext, Prompts};
 use crate::protocol::lease::{LeaseState, LeaseStatus};
 use crate::protocol::{Assignment, Event, EventBody, IssueState, State};
 use crate::settings::Env;
-use crate::worker::{self, ProcessIdentity, SupervisorConfig, SupervisorSpec, lock};
+use crate::worker::{self, ProcessIdentity, Replacement, SupervisorConfig, SupervisorSpec, lock};
 use crate::workspace::{self, CREW_DIR, CheckoutMode, WorkerContext, WorktreeRequest};
 
 /// How long the supervisor gives the agent after each signal when it has to stop it.
@@ -77,6 +77,10 @@ pub struct DispatchArgs {
     /// Where the worker runs
     #[arg(long, value_name = "RUNTIME", default_value = "local", value_enum)]
     pub runtime: Runtime,
+
+    /// Set by `crew retry`: a maintainer's explicit go-ahead past `workers.max_attempts`.
+    #[arg(skip)]
+    pub past_max: bool,
 }
 
 /// One started worker, as `--json` prints it.
@@ -100,6 +104,14 @@ pub struct DispatchView {
 }
 
 pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
+    // Finish the job of any dead supervisor on this host first (DESIGN.md 3). Before any
+    // dispatch lock is taken: under an issue's lock its worker counts as still starting.
+    match crate::reconcile::reconcile_local(ctx).await {
+        Ok(report) => crate::reconcile::print_report(&ctx.printer, &report),
+        Err(error) => ctx.printer.warn(format_args!(
+            "could not reconcile this host's workers: {error}"
+        )),
+    }
     let mut views = Vec::new();
     let mut failure = None;
     for &issue in &args.issues {
@@ -135,7 +147,7 @@ fn render(w: &mut dyn Write, view: &DispatchView) -> std::io::Result<()> {
     )
 }
 
-async fn dispatch_one(
+pub(crate) async fn dispatch_one(
     ctx: &Ctx,
     args: &DispatchArgs,
     number: u64,
@@ -206,7 +218,7 @@ async fn dispatch_one(
         None => None,
     };
     let max_attempts = config.workers.max_attempts;
-    if resumed.is_none() && gathered.attempt > u64::from(max_attempts) {
+    if resumed.is_none() && !args.past_max && gathered.attempt > u64::from(max_attempts) {
         return Err(CrewError::user(format!(
             "#{number} is {} after {} attempts, which is workers.max_attempts; not dispatching it",
             state.state,
@@ -283,7 +295,7 @@ async fn dispatch_one(
                 number,
                 LeaseRequest {
                     base: base.clone(),
-                    worker: format!("worker-{}-{number}", now.timestamp()),
+                    worker: new_worker_id(now, number),
                     host: settings.host.clone(),
                     runtime: args.runtime.as_str().to_owned(),
                     ttl,
@@ -345,7 +357,9 @@ async fn dispatch_one(
         attempt: u64::from(attempt),
         worker: worker_id.clone(),
         op: assigned_op(&worker_id),
-        at: now,
+        // The lease's acquisition time, so a resumed dispatch's search for the comment an
+        // interrupted one posted looks back from when that one posted it.
+        at: held.lease.acquired_at,
         body: EventBody::Assigned(Assignment {
             host: Some(settings.host.clone()),
             agent: Some(agent.clone()),
@@ -471,6 +485,17 @@ async fn dispatch_one(
             renew_every_secs: config.workers.renew_every.as_secs(),
             ttl_secs: config.workers.lease_ttl.as_secs(),
             grace_millis: GRACE_MILLIS,
+            // Only while attempts remain (a retry past the limit is a maintainer's one-off).
+            replacement: (config.workers.replace_on_handover && attempt < max_attempts).then(
+                || Replacement {
+                    repo_root: repo_root.clone(),
+                    config: settings.config_path.clone(),
+                    repo: repo.to_string(),
+                    host: settings.host.clone(),
+                    agent: agent.clone(),
+                    profile: profile_name.clone(),
+                },
+            ),
         },
     )
     .map_err(CrewError::internal)?;
@@ -480,6 +505,24 @@ async fn dispatch_one(
     let supervisor_log = path.join(CREW_DIR).join("logs").join("supervisor.log");
     let supervisor =
         worker::spawn_supervisor(&crew_exe, &path, &supervisor_log).map_err(CrewError::internal)?;
+    // This host's process table (a cache: reconcile also finds workers by their worktrees).
+    let row = crate::cache::ProcessRow {
+        worker_id: worker_id.clone(),
+        issue: number,
+        attempt,
+        pid: Some(supervisor.pid),
+        start_time: Some(supervisor.start_time),
+        started_at: ctx.clock.now(),
+        log_path: Some(SupervisorConfig::default_log_path(&path, &worker_id)),
+        worktree: Some(path.clone()),
+        agent: Some(agent.clone()),
+        runtime: Some(args.runtime.as_str().to_owned()),
+    };
+    if let Err(error) = ctx.cache().await?.record_process(&row).await {
+        ctx.printer.warn(format_args!(
+            "#{number}: could not record the supervisor: {error}"
+        ));
+    }
     crashpoint("spawn");
     let agent_pid = wait_for_agent(&path, &worker_id, &supervisor, &supervisor_log).await?;
 
@@ -568,6 +611,19 @@ async fn resumable(
         .into());
     }
     Ok(Some(Placing::Resume(held)))
+}
+
+/// A worker id no other attempt shares: the time, this process and a per-process counter (two
+/// attempts of one issue can start within a second: a handover's replacement, a retry), ending
+/// with the issue number for whoever reads it.
+fn new_worker_id(now: chrono::DateTime<chrono::Utc>, number: u64) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "worker-{}-{:x}{count:x}-{number}",
+        now.timestamp(),
+        std::process::id()
+    )
 }
 
 /// The `op` of the `assigned` event of `worker`: one per worker id (a worker id names one

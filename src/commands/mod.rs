@@ -5,6 +5,7 @@
 //! elsewhere. Adding a command is a variant here, a module, and an arm in [`dispatch`].
 
 pub mod agent;
+pub mod answer;
 pub mod brief;
 pub mod cache;
 pub mod cancel;
@@ -13,6 +14,10 @@ pub mod doctor;
 pub mod emulator;
 pub mod gc;
 pub mod logs;
+pub mod maintainer;
+pub mod merge;
+pub mod retry;
+pub mod review;
 pub mod show;
 pub mod status;
 pub mod supervise;
@@ -83,6 +88,24 @@ pub enum Command {
     /// processes, and report disk use
     Gc(gc::GcArgs),
 
+    /// Answer the question a blocked worker asked
+    Answer(answer::AnswerArgs),
+
+    /// Approve the pull request of an issue in review
+    Approve(review::ApproveArgs),
+
+    /// Send an issue's pull request back for another attempt
+    RequestChanges(review::RequestChangesArgs),
+
+    /// Merge an issue's approved pull request, record it completed, release and clean up
+    Merge(merge::MergeArgs),
+
+    /// Start the next attempt of an issue whose last attempt failed, handed over or died
+    Retry(retry::RetryArgs),
+
+    /// Start the next attempt of an issue with another agent or profile
+    Reassign(retry::ReassignArgs),
+
     /// Supervise one worker's agent (started by `crew dispatch`)
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -100,6 +123,13 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Brief(args) => brief::run(ctx, args).await,
         Command::Dispatch(args) => dispatch::run(ctx, args).await,
         Command::Supervise(args) => supervise::run(ctx, args).await,
+        Command::Answer(args) => answer::run(ctx, args).await,
+        Command::Approve(args) => review::approve(ctx, args).await,
+        Command::RequestChanges(args) => review::request_changes(ctx, args).await,
+        Command::Merge(args) => merge::run(ctx, args).await,
+        Command::Retry(args) => retry::retry(ctx, args).await,
+        Command::Reassign(args) => retry::reassign(ctx, args).await,
+        Command::Gc(args) => gc::run(ctx, args).await,
         Command::Start(args) => agent::start::run(ctx, args).await,
         Command::Heartbeat(args) => agent::heartbeat::run(ctx, args).await,
         Command::Progress(args) => agent::progress::run(ctx, args).await,
@@ -107,7 +137,6 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Handover(args) => agent::handover::run(ctx, args).await,
         Command::Done(args) => agent::done::run(ctx, args).await,
         Command::Fail(args) => agent::fail::run(ctx, args).await,
-        Command::Gc(args) => gc::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Cancel(args) => cancel::run(ctx, args).await,
     }

@@ -38,7 +38,8 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     // One supervisor per worktree, held until this process dies however it dies: a second one
     // (started by a dispatch that resumed while this one was starting) leaves at once.
     let lock_path = lock::supervisor_lock_path(&worktree);
-    let Some(_lock) = lock::lock_within(&lock_path, LOCK_PATIENCE).map_err(CrewError::internal)?
+    let Some(lock_guard) =
+        lock::lock_within(&lock_path, LOCK_PATIENCE).map_err(CrewError::internal)?
     else {
         ctx.printer.warn(format_args!(
             "another supervisor holds {}; leaving this worker to it",
@@ -82,11 +83,36 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
         grace: spec.grace(),
         push: spec.invocation.push,
     };
+    let issue = context.issue;
     let outcome = worker::run(config, cancel).await?;
     ctx.printer.verbose(format!(
         "agent {} stopped ({:?}); {} renewals",
         outcome.agent.pid, outcome.exit.reason, outcome.renewals
     ));
+    // A handover (the agent's, or our salvage of it) is continued by the next attempt now.
+    let handed_over = outcome.exit.finished.as_deref() == Some("handover")
+        || (outcome.exit.finished.is_none()
+            && outcome.exit.reason == worker::StopReason::Exited
+            && outcome.handover_comment.is_some());
+    if let (true, Some(replacement)) = (handed_over, &spec.replacement) {
+        // The next attempt's supervisor takes this worktree's lock: let go of it first.
+        drop(lock_guard);
+        let crew = std::env::current_exe().map_err(CrewError::internal)?;
+        let log = worktree
+            .join(workspace::CREW_DIR)
+            .join("logs")
+            .join("replacement.log");
+        let spawned = replacement
+            .command(&crew, issue, &log)
+            .and_then(|command| worker::spawn_detached(command, &log));
+        match spawned {
+            Ok(dispatch) => ctx.printer.verbose(format!(
+                "dispatching the next attempt at #{issue} (pid {})",
+                dispatch.pid
+            )),
+            Err(error) => tracing::warn!(%error, "cannot dispatch the next attempt"),
+        }
+    }
     Ok(())
 }
 

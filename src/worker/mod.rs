@@ -146,6 +146,67 @@ pub struct SupervisorSpec {
     pub renew_every_secs: u64,
     pub ttl_secs: u64,
     pub grace_millis: u64,
+    /// How to dispatch the next attempt after a handover; `None` when that is left to
+    /// `crew fill`/`crew loop` (`workers.replace_on_handover = false`, or no attempts left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<Replacement>,
+}
+
+/// What a supervisor needs to run `crew dispatch` for the next attempt exactly as the first
+/// dispatch ran: the same settings file, repository, host, agent and profile, from the clone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    /// The main clone (not the worktree): where `crew dispatch` runs.
+    pub repo_root: PathBuf,
+    /// `--config`, when the dispatch read a settings file.
+    pub config: Option<PathBuf>,
+    /// `owner/name`.
+    pub repo: String,
+    pub host: String,
+    pub agent: String,
+    pub profile: String,
+}
+
+impl Replacement {
+    /// `crew [--config C] -R repo --host H dispatch ISSUE --agent A --profile P`, run from the
+    /// clone, detached like a supervisor (its own session, output appended to `log`).
+    pub fn command(
+        &self,
+        crew: &Path,
+        issue: u64,
+        log: &Path,
+    ) -> std::io::Result<std::process::Command> {
+        use std::os::unix::process::CommandExt;
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut command = std::process::Command::new(crew);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .args(["-R", &self.repo, "--host", &self.host, "dispatch"])
+            .arg(issue.to_string())
+            .args(["--agent", &self.agent, "--profile", &self.profile])
+            .current_dir(&self.repo_root)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        // SAFETY: `setsid` is async-signal-safe, and the closure allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(command)
+    }
 }
 
 impl SupervisorSpec {

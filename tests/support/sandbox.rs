@@ -49,8 +49,15 @@ impl Sandbox {
         Sandbox::with_config(script, "").await
     }
 
-    /// [`Sandbox::new`] with `extra` appended to crew.toml.
+    /// [`Sandbox::new`] with `extra` appended to crew.toml's `[workers]` table. Unless `extra`
+    /// says otherwise, a handover is not followed by a replacement attempt
+    /// (`replace_on_handover = false`), so a test sees one attempt at a time.
     pub async fn with_config(script: &str, extra: &str) -> TestResult<Sandbox> {
+        let extra = if extra.contains("replace_on_handover") {
+            extra.to_owned()
+        } else {
+            format!("replace_on_handover = false\n{extra}")
+        };
         let emulator = emulator_with(world).await?;
         let url = emulator
             .clone_url("acme", "widgets")
