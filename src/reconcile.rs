@@ -27,12 +27,15 @@
 //!   and skips a worker another one is handling, and re-reads the settled record once it holds
 //!   the lock. A supervisor holds its own lock while it runs, which counts as alive too.
 //! - **A dispatch in progress is not dead.** Between `crew dispatch` writing `.crew/context.json`
-//!   and its supervisor running, nothing is recorded yet; an attempt younger than
-//!   [`STARTING_GRACE`] with no record at all is left alone.
+//!   and its supervisor running nothing is recorded yet, but the dispatch holds the issue's
+//!   dispatch lock until its supervisor has started the agent (and the supervisor holds its own
+//!   lock from its first instant): a worker whose issue is locked is left alone, and one with
+//!   neither lock held is dead, however young. Locks die with their process, so no timer is
+//!   needed to tell a slow dispatch from a killed one.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,9 +49,6 @@ use crate::worker::{
     SupervisedWorker, SupervisorConfig, SupervisorSpec,
 };
 use crate::workspace::{self, CREW_DIR, WorkerContext};
-
-/// How long an attempt with nothing recorded yet counts as being started by a dispatch.
-pub const STARTING_GRACE: Duration = Duration::from_secs(120);
 
 /// The grace per signal when stopping an agent whose supervisor spec is unreadable.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -87,8 +87,6 @@ pub struct WorkerFacts {
     pub superseded: bool,
     /// `.crew/handover.json` settles this attempt.
     pub settled: bool,
-    /// The attempt started on this host less than [`STARTING_GRACE`] ago.
-    pub young: bool,
     /// A `crew dispatch` of this issue holds its dispatch lock on this host right now.
     pub dispatching: bool,
 }
@@ -140,12 +138,6 @@ pub fn decide(facts: &WorkerFacts) -> Decision {
     if !facts.worktree || done {
         return Decision::Settled;
     }
-    let nothing_recorded = facts.supervisor == Liveness::Unknown
-        && facts.agent == Liveness::Unknown
-        && !facts.exit_recorded;
-    if nothing_recorded && facts.young {
-        return Decision::Starting;
-    }
     Decision::HandOver
 }
 
@@ -172,15 +164,20 @@ pub struct LocalWorker {
     pub decision: Decision,
 }
 
+impl LocalWorker {
+    /// Nothing shows that its supervisor ever ran: no supervisor or agent recorded, no exit. A
+    /// dispatch died before spawning it (a dispatch of the issue resumes such an attempt).
+    pub fn never_started(&self) -> bool {
+        self.facts.supervisor == Liveness::Unknown
+            && self.facts.agent == Liveness::Unknown
+            && !self.facts.exit_recorded
+    }
+}
+
 /// Finds every worker of `repo` on this host: the linked worktrees of `repo_root` that hold a
 /// `.crew/context.json` for `repo`, the worktrees named by process rows, and the rows
 /// themselves. Blocking (git, `/proc`, files); no network.
-pub fn gather(
-    repo_root: Option<&Path>,
-    repo: &RepoSlug,
-    rows: &[ProcessRow],
-    now: SystemTime,
-) -> Vec<LocalWorker> {
+pub fn gather(repo_root: Option<&Path>, repo: &RepoSlug, rows: &[ProcessRow]) -> Vec<LocalWorker> {
     let mut worktrees: Vec<(PathBuf, WorkerContext)> = Vec::new();
     if let Some(root) = repo_root {
         match workspace::worker_worktrees(root) {
@@ -210,7 +207,7 @@ pub fn gather(
             worker::lock::is_locked(&worker::lock::dispatch_lock_path(root, context.issue))
                 .unwrap_or(false)
         });
-        workers.push(gather_worktree(path, context, row, now, dispatching));
+        workers.push(gather_worktree(path, context, row, dispatching));
     }
     for row in rows {
         if seen.contains(&row.worker_id) {
@@ -246,7 +243,6 @@ fn gather_worktree(
     path: PathBuf,
     context: WorkerContext,
     row: Option<&ProcessRow>,
-    now: SystemTime,
     dispatching: bool,
 ) -> LocalWorker {
     let crew_dir = path.join(CREW_DIR);
@@ -299,8 +295,6 @@ fn gather_worktree(
     let context_written = std::fs::metadata(crew_dir.join(workspace::CONTEXT_FILE))
         .and_then(|meta| meta.modified())
         .ok();
-    let young = context_written
-        .is_some_and(|written| now.duration_since(written).unwrap_or_default() < STARTING_GRACE);
     let spec = worker::read_spec(&path).ok().flatten();
     let log_path = spec
         .as_ref()
@@ -321,7 +315,6 @@ fn gather_worktree(
             .as_ref()
             .is_some_and(|exit| exit.reason == StopReason::Superseded),
         settled,
-        young,
         dispatching,
     };
     LocalWorker {
@@ -528,11 +521,9 @@ pub async fn plan_local(ctx: &Ctx) -> Result<Vec<LocalWorker>, CrewError> {
         }
     };
     let repo_root = ctx.settings.repo_root.clone();
-    tokio::task::spawn_blocking(move || {
-        gather(repo_root.as_deref(), &repo, &rows, SystemTime::now())
-    })
-    .await
-    .map_err(CrewError::internal)
+    tokio::task::spawn_blocking(move || gather(repo_root.as_deref(), &repo, &rows))
+        .await
+        .map_err(CrewError::internal)
 }
 
 /// The report of a dry run: every decision, nothing done.
@@ -865,21 +856,14 @@ mod tests {
     }
 
     #[test]
-    fn a_dispatch_in_progress_is_left_alone_until_the_grace_passes() {
+    fn a_dispatch_in_progress_is_left_alone_and_a_dead_one_is_handed_over() {
         let nothing = WorkerFacts {
             supervisor: Liveness::Unknown,
             agent: Liveness::Unknown,
             worktree: true,
             ..WorkerFacts::default()
         };
-        assert_eq!(
-            decide(&WorkerFacts {
-                young: true,
-                ..nothing
-            }),
-            Decision::Starting
-        );
-        // Old and still nothing: the dispatch died before starting the supervisor.
+        // Nothing recorded and no dispatch holding the issue: it died before its supervisor ran.
         assert_eq!(decide(&nothing), Decision::HandOver);
         // A dispatch of the issue is placing a worker: whatever it finds, it is left alone.
         for facts in [
@@ -898,10 +882,9 @@ mod tests {
                 Decision::Starting
             );
         }
-        // Young but a supervisor was recorded and is dead: not starting, dead.
+        // A supervisor was recorded and is dead: dead.
         assert_eq!(
             decide(&WorkerFacts {
-                young: true,
                 supervisor: Liveness::Dead,
                 ..nothing
             }),

@@ -2,11 +2,15 @@
 //! second run finishes the first one's attempt (same worker, same attempt, the one `assigned`
 //! comment) instead of starting another, and exactly one agent runs. The kill is the real
 //! thing: `CREW_FAULT_KILL_AFTER=<step>` makes the binary SIGKILL itself right after that step.
+//! The other way to recover, `crew gc`, is checked too: it releases every lease the dead
+//! dispatches left, follows every orphaned `assigned` comment with a handover, and the next
+//! dispatch of each issue is a clean next attempt.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crew::protocol::lease::LeaseState;
 use serde_json::Value;
 
 use crate::support::TestResult;
@@ -108,5 +112,82 @@ async fn a_dispatch_killed_after_spawning_leaves_one_worker_and_a_second_dispatc
     let leases = sandbox.lease_refs().await?;
     assert_eq!(leases.len(), 1, "{leases:?}");
     assert_eq!(leases[0].1, 1, "{leases:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_killed_dispatch_gc_leaves_no_orphan_lease_comment_or_process() -> TestResult {
+    let sandbox = Sandbox::new(SCRIPT).await?;
+    for (step, issue) in STEPS {
+        let number = issue.to_string();
+        let mut command = sandbox.command(&["dispatch", &number]);
+        command.env("CREW_FAULT_KILL_AFTER", step);
+        let killed = tokio::process::Command::from(command).output().await?;
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{step}: {:?}",
+            text(&killed)
+        );
+    }
+
+    let gc = sandbox.crew(&["gc", "--json"]).await?;
+    let (stdout, stderr) = text(&gc);
+    assert!(gc.status.success(), "{stdout}\n{stderr}");
+    let leases = sandbox
+        .github
+        .leases(&sandbox.repo, crate::support::sandbox::PREFIX)
+        .await?;
+    for (step, issue) in STEPS {
+        // The lease is let go: no issue stays claimed by a worker that does not exist.
+        let lease = leases
+            .iter()
+            .find(|lease| lease.issue == issue)
+            .and_then(|lease| lease.lease.as_ref().ok())
+            .ok_or(format!("{step}: no lease"))?;
+        assert_eq!(
+            lease.state,
+            LeaseState::Released,
+            "{step}: {lease:?}\n{stdout}"
+        );
+        // An announced attempt is followed by a handover; an unannounced one left no comment.
+        let kinds: Vec<String> = sandbox
+            .comments(issue)
+            .await?
+            .iter()
+            .filter_map(|(_, body)| {
+                let start = body.find("\"kind\":\"")? + 8;
+                Some(body[start..].split('"').next()?.to_owned())
+            })
+            .collect();
+        let expected: &[&str] = if step == "lease" {
+            &[]
+        } else {
+            &["assigned", "handover"]
+        };
+        assert_eq!(kinds, expected, "{step}\n{stdout}");
+        // No supervisor runs for it.
+        let worktree = sandbox.dir.path().join(format!("widgets-worker-{issue}"));
+        assert!(
+            !crew::worker::lock::supervisor_running(&worktree),
+            "{step}: a supervisor runs"
+        );
+    }
+    // A second gc finds nothing left to do.
+    let again = sandbox.crew(&["gc", "--json"]).await?;
+    let view: Value = serde_json::from_str(&text(&again).0)?;
+    assert_eq!(view["leases"], Value::Array(Vec::new()), "{view}");
+    assert_eq!(view["processes"], Value::Array(Vec::new()), "{view}");
+
+    // And each issue dispatches cleanly as its next attempt.
+    for (step, issue) in STEPS {
+        let output = sandbox
+            .crew(&["dispatch", &issue.to_string(), "--json"])
+            .await?;
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{step}: {stdout}\n{stderr}");
+        let view: Value = serde_json::from_str(&stdout)?;
+        assert_eq!(view[0]["attempt"], 2, "{step}: {view}");
+    }
     Ok(())
 }

@@ -106,7 +106,16 @@ pub struct DispatchView {
 pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
     // Finish the job of any dead supervisor on this host first (DESIGN.md 3). Before any
     // dispatch lock is taken: under an issue's lock its worker counts as still starting.
-    match crate::reconcile::reconcile_local(ctx).await {
+    // A worker of an issue dispatched now whose agent never started is an interrupted dispatch:
+    // `dispatch_one` finishes it as the same attempt rather than handing it over.
+    let reconciled = match crate::reconcile::plan_local(ctx).await {
+        Ok(mut plan) => {
+            plan.retain(|local| !(args.issues.contains(&local.issue) && local.never_started()));
+            Ok(crate::reconcile::apply(ctx, plan).await)
+        }
+        Err(error) => Err(error),
+    };
+    match reconciled {
         Ok(report) => crate::reconcile::print_report(&ctx.printer, &report),
         Err(error) => ctx.printer.warn(format_args!(
             "could not reconcile this host's workers: {error}"
