@@ -180,16 +180,12 @@ pub async fn own_login(
     cache: &Cache,
     settings: &Settings,
 ) -> Result<String, CrewError> {
-    let Some(token) = settings.token() else {
-        return Ok(String::new());
-    };
-    let mut hasher = DefaultHasher::new();
-    settings.api_url.as_str().hash(&mut hasher);
-    token.secret.expose().hash(&mut hasher);
-    let key = format!("{OWN_LOGIN_KEY}{:016x}", hasher.finish());
-    if let Some(login) = cache.meta(&key).await? {
+    if let Some(login) = cached_own_login(cache, settings).await? {
         return Ok(login);
     }
+    let Some(key) = own_login_key(settings) else {
+        return Ok(String::new());
+    };
     match github.user().await {
         Ok(user) => {
             cache.set_meta(&key, &user.login).await?;
@@ -202,6 +198,26 @@ pub async fn own_login(
             Ok(String::new())
         }
     }
+}
+
+/// The token's login if this host already knows it (no request); `Some("")` without a token.
+pub async fn cached_own_login(
+    cache: &Cache,
+    settings: &Settings,
+) -> Result<Option<String>, CrewError> {
+    match own_login_key(settings) {
+        Some(key) => Ok(cache.meta(&key).await?),
+        None => Ok(Some(String::new())),
+    }
+}
+
+/// The cache key of the token's login: a hash of the API and the token (never the token).
+fn own_login_key(settings: &Settings) -> Option<String> {
+    let token = settings.token()?;
+    let mut hasher = DefaultHasher::new();
+    settings.api_url.as_str().hash(&mut hasher);
+    token.secret.expose().hash(&mut hasher);
+    Some(format!("{OWN_LOGIN_KEY}{:016x}", hasher.finish()))
 }
 
 /// Folds every issue the cache knows crew events for, or that has a lease. No network.

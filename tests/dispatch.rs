@@ -31,8 +31,10 @@ async fn dispatch_leases_announces_prepares_and_the_supervisor_salvages() -> Tes
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     eprintln!("one dispatch: {total} requests: {by_route:?}");
+    // DESIGN.md 7: at most 8 requests per dispatch, the first on a fresh host included (the
+    // token's login is only asked for when an untrusted marker makes it matter).
     assert!(
-        total <= 12,
+        total <= 8,
         "one dispatch cost {total} requests: {by_route:?}"
     );
 
@@ -92,6 +94,20 @@ async fn dispatch_leases_announces_prepares_and_the_supervisor_salvages() -> Tes
     let supervisor_log =
         std::fs::read_to_string(worktree.join(".crew/logs/supervisor.log")).unwrap_or_default();
     assert!(handed_over, "no handover comment: {supervisor_log}");
+    // The agent printed its token; the log and the handover's log tail show `***` instead.
+    let comments = sandbox.comments(1).await?;
+    assert!(
+        comments.iter().all(|(_, body)| !body.contains(BOT)),
+        "the token is in a comment"
+    );
+    assert!(
+        comments.iter().any(|(_, body)| body.contains("token ***")),
+        "the handover has no redacted log tail: {comments:?}"
+    );
+    for entry in std::fs::read_dir(worktree.join(".crew/logs"))? {
+        let log = std::fs::read_to_string(entry?.path())?;
+        assert!(!log.contains(BOT), "the token is in a log");
+    }
     assert_eq!(pushed.as_deref(), Some("spun\n"), "{supervisor_log}");
     assert!(
         !supervisor_log.contains(BOT),
@@ -159,7 +175,8 @@ async fn a_closed_issue_and_a_live_lease_are_refused_with_nothing_written() -> T
 #[tokio::test]
 async fn two_dispatches_of_one_issue_one_wins_one_exits_4() -> TestResult {
     let sandbox = Sandbox::new(SCRIPT).await?;
-    for issue in [5_u64, 6, 7] {
+    // Every open issue of the sandbox is one race, run from two processes at once.
+    for issue in [1_u64, 3, 4, 5, 6, 7, 8, 9] {
         let number = issue.to_string();
         // tokio's processes: a blocking wait would stall the emulator, which shares this runtime.
         let first =
@@ -174,6 +191,14 @@ async fn two_dispatches_of_one_issue_one_wins_one_exits_4() -> TestResult {
         let texts: Vec<(String, String)> = outputs.iter().map(text).collect();
         assert_eq!(codes, vec![Some(0), Some(4)], "#{issue}: {texts:?}");
         assert_eq!(sandbox.assigned(issue).await?.len(), 1, "#{issue}");
+        // One attempt: the loser wrote no lease of its own.
+        let leases = sandbox.lease_refs().await?;
+        let attempts: Vec<u32> = leases
+            .iter()
+            .filter(|(number, _, _)| *number == issue)
+            .map(|(_, attempt, _)| *attempt)
+            .collect();
+        assert_eq!(attempts, vec![1], "#{issue}: {leases:?}");
         let worktrees = std::fs::read_dir(sandbox.dir.path())?
             .filter_map(Result::ok)
             .filter(|entry| {
@@ -229,5 +254,80 @@ async fn attempts_past_max_attempts_are_refused() -> TestResult {
         "the state is not named: {stderr}"
     );
     assert_eq!(sandbox.comments(4).await?.len(), comments);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_sets_the_board_status_and_times_itself() -> TestResult {
+    let sandbox =
+        Sandbox::with_config("sleep 5", "\n[project]\nowner = \"acme\"\nnumber = 1\n").await?;
+    let output = sandbox.crew(&["dispatch", "3", "--json"]).await?;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let view: Value = serde_json::from_str(&stdout)?;
+    let timings = &view[0]["timings"];
+    let total = timings["total_ms"].as_u64().ok_or("no total")?;
+    let git = timings["git_ms"].as_u64().ok_or("no git time")?;
+    assert!(git > 0 && git <= total, "{timings}");
+    eprintln!("one dispatch: {total} ms, of which git {git} ms");
+
+    let show = sandbox.crew(&["show", "3", "--json"]).await?;
+    let (stdout, stderr) = text(&show);
+    assert!(show.status.success(), "{stdout}\n{stderr}");
+    let show: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(show["board"]["status"], "In Progress", "{show}");
+    assert_eq!(show["state"], "assigned", "{show}");
+    let cancel = sandbox.crew(&["cancel", "3"]).await?;
+    assert!(cancel.status.success(), "{:?}", text(&cancel));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_marker_makes_dispatch_ask_who_it_is_once_and_ignore_the_spoof() -> TestResult
+{
+    let sandbox = Sandbox::new("sleep 5").await?;
+    let control = Control::new(&sandbox.emulator)?;
+    // An outsider claims #4 and #5 are completed.
+    let outsider = crate::support::client(&sandbox.emulator, crate::support::OUTSIDER, None)?;
+    for issue in [4, 5] {
+        let spoof = crew::protocol::Event {
+            issue,
+            attempt: 1,
+            worker: "worker-spoof".to_owned(),
+            op: format!("op-spoof-{issue}"),
+            at: chrono::Utc::now(),
+            body: crew::protocol::EventBody::Completed { pr: None },
+        };
+        outsider
+            .create_issue_comment(
+                &sandbox.repo,
+                issue,
+                &crew::protocol::render_comment(&spoof, "done!"),
+                None,
+            )
+            .await?;
+    }
+    control.reset_stats().await?;
+    let output = sandbox.crew(&["dispatch", "4", "--json"]).await?;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let view: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(view[0]["attempt"], 1, "{view}");
+    let asked = |routes: Vec<(String, u64)>| {
+        routes
+            .into_iter()
+            .find(|(route, _)| route == "GET /user")
+            .map_or(0, |(_, count)| count)
+    };
+    assert_eq!(asked(requests(&control).await?), 1);
+    // The answer is remembered: the next dispatch on this host does not ask again.
+    control.reset_stats().await?;
+    let again = sandbox.crew(&["dispatch", "5"]).await?;
+    assert!(again.status.success(), "{:?}", text(&again));
+    assert_eq!(asked(requests(&control).await?), 0);
+    for issue in ["4", "5"] {
+        let cancel = sandbox.crew(&["cancel", issue]).await?;
+        assert!(cancel.status.success(), "{:?}", text(&cancel));
+    }
     Ok(())
 }

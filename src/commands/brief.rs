@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::agents::{self, AgentError, InvocationContext, Profile};
+use crate::cache::Cache;
 use crate::context::Ctx;
 use crate::error::{Classify, CrewError};
 use crate::github::{GitHub, GitHubConfig, Issue as WireIssue, IssueComment as WireComment};
@@ -23,7 +24,9 @@ use crate::prompt::{
     HandoverContext, IssueComment, IssueText, ProfileContext, Prompts, QuestionAnswer,
     ReviewComment, ReviewContext, WorkerPromptContext,
 };
-use crate::protocol::{AppliedEvent, EventBody, IssueState, ObservedEvent, State, fold, trust};
+use crate::protocol::{
+    AppliedEvent, EventBody, IgnoreReason, IssueState, ObservedEvent, State, fold, trust,
+};
 use crate::settings::{Config, Env, RepoSlug, Settings};
 use crate::sync::carries_marker;
 use crate::workspace::{CREW_DIR, branch_name, worktree_path};
@@ -278,6 +281,44 @@ pub(crate) async fn gather(
         attempt,
         review_comments,
     })
+}
+
+/// [`gather`] without asking GitHub who the token is unless it matters: the login only makes a
+/// difference to markers whose author is not trusted by association, so it is fetched (once per
+/// host, then cached) only when such a marker is on the issue. A first dispatch on a host then
+/// costs no `GET /user`.
+pub(crate) async fn gather_lazily(
+    github: &GitHub,
+    cache: &Cache,
+    settings: &Settings,
+    repo: &RepoSlug,
+    number: u64,
+) -> Result<Gathered, CrewError> {
+    let known = crate::observe::cached_own_login(cache, settings).await?;
+    let mut gathered = gather(
+        github,
+        settings,
+        repo,
+        number,
+        known.clone().unwrap_or_default(),
+    )
+    .await?;
+    let untrusted = gathered
+        .state
+        .ignored
+        .iter()
+        .any(|ignored| matches!(ignored.reason, IgnoreReason::UntrustedAuthor { .. }));
+    if known.is_none() && untrusted {
+        let login = crate::observe::own_login(github, cache, settings).await?;
+        gathered.state = fold(
+            number,
+            gathered.comments.iter().map(observed_event),
+            None,
+            &fold_policy(settings, login),
+        );
+        gathered.attempt = gathered.state.attempt.map_or(1, |attempt| attempt + 1);
+    }
+    Ok(gathered)
 }
 
 impl Gathered {

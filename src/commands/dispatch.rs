@@ -101,6 +101,20 @@ pub struct DispatchView {
     pub agent_pid: u32,
     /// True when this finished an interrupted dispatch of the same attempt.
     pub resumed: bool,
+    pub timings: DispatchTimings,
+}
+
+/// Where a dispatch's wall time went.
+#[derive(Debug, Serialize)]
+pub struct DispatchTimings {
+    /// From reading the issue to the agent running.
+    pub total_ms: u64,
+    /// Preparing the worktree: fetch, branch, `git worktree add`.
+    pub git_ms: u64,
+}
+
+fn millis(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
@@ -151,8 +165,14 @@ pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
 fn render(w: &mut dyn Write, view: &DispatchView) -> std::io::Result<()> {
     writeln!(
         w,
-        "dispatched #{} attempt {} worker {} (pid {}) worktree {}",
-        view.issue, view.attempt, view.worker, view.pid, view.worktree
+        "dispatched #{} attempt {} worker {} (pid {}) worktree {} in {} ms ({} ms git)",
+        view.issue,
+        view.attempt,
+        view.worker,
+        view.pid,
+        view.worktree,
+        view.timings.total_ms,
+        view.timings.git_ms
     )
 }
 
@@ -161,6 +181,7 @@ pub(crate) async fn dispatch_one(
     args: &DispatchArgs,
     number: u64,
 ) -> Result<DispatchView, CrewError> {
+    let started = std::time::Instant::now();
     let settings = &ctx.settings;
     let config = &settings.config;
     let repo = settings.require_repo()?.clone();
@@ -196,9 +217,8 @@ pub(crate) async fn dispatch_one(
     };
 
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-    // The token's login, remembered in the cache after the first ask on this host.
-    let own_login = crate::observe::own_login(&github, ctx.cache().await?, settings).await?;
-    let mut gathered = brief::gather(&github, settings, &repo, number, own_login).await?;
+    let mut gathered =
+        brief::gather_lazily(&github, ctx.cache().await?, settings, &repo, number).await?;
     let issue = gathered.issue.clone();
 
     // Refusals: nothing is written before all of these pass.
@@ -406,6 +426,7 @@ pub(crate) async fn dispatch_one(
     crashpoint("board");
 
     // 4. The worktree and branch (blocking git, off the runtime's threads).
+    let git_started = std::time::Instant::now();
     let worktree = {
         let repo_root = repo_root.clone();
         let repo_name = repo.name().to_owned();
@@ -431,6 +452,7 @@ pub(crate) async fn dispatch_one(
     };
     let path = worktree.path.clone();
     workspace::ensure_crew_excluded(&path)?;
+    let git_time = git_started.elapsed();
     crashpoint("worktree");
 
     // 5. `.crew/context.json`.
@@ -547,6 +569,10 @@ pub(crate) async fn dispatch_one(
         pid: supervisor.pid,
         agent_pid,
         resumed: post_mode == PostMode::Resume,
+        timings: DispatchTimings {
+            total_ms: millis(started.elapsed()),
+            git_ms: millis(git_time),
+        },
     })
 }
 

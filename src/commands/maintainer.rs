@@ -64,15 +64,15 @@ pub(crate) struct Maintained {
 }
 
 impl Maintained {
-    /// Reads issue `number`, its comments and its folded state (2 requests, plus `GET /user`
-    /// the first time on this host).
+    /// Reads issue `number`, its comments and its folded state (2 requests; `GET /user` too,
+    /// once per host, if an untrusted marker makes the token's login matter).
     pub async fn load(ctx: &Ctx, number: u64) -> Result<Maintained, CrewError> {
         let settings = &ctx.settings;
         let repo = settings.require_repo()?.clone();
         let prompts = Prompts::load(settings.repo_root.as_deref())?;
         let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-        let own_login = crate::observe::own_login(&github, ctx.cache().await?, settings).await?;
-        let gathered = brief::gather(&github, settings, &repo, number, own_login).await?;
+        let gathered =
+            brief::gather_lazily(&github, ctx.cache().await?, settings, &repo, number).await?;
         Ok(Maintained {
             github,
             repo,
