@@ -35,6 +35,7 @@ case "$issue" in
   else
     grep -q part1 part.txt
     grep -q "did part 1" .crew/prompt.md
+    grep -q "Changes so far" .crew/prompt.md
     echo part2 >> part.txt; git add -A; git commit -qm "part 2"
     $C done
   fi ;;
@@ -49,6 +50,7 @@ case "$issue" in
     echo "first" > review.txt
   else
     grep -q "add a second line" .crew/prompt.md
+    grep -q "keep the first line" .crew/prompt.md
     echo "second" >> review.txt
   fi
   git add -A; git commit -qm "attempt $attempt"
@@ -356,6 +358,21 @@ async fn changes_requested_then_a_new_attempt_is_approved_and_merged() -> TestRe
     let sandbox = sandbox("").await?;
     crew_ok(&sandbox, &["dispatch", "5"]).await?;
     wait_for(&sandbox, 5, &["in_review"]).await?;
+    // A maintainer's review on the pull request; it reaches the next attempt's prompt too.
+    let pr = pull_of(&sandbox, 5).await?.number;
+    let maintainer = octocrab::Octocrab::builder()
+        .base_uri(sandbox.base_url.as_str())?
+        .personal_token(crate::support::MAINTAINER.to_owned())
+        .build()?;
+    let _: Value = maintainer
+        .post(
+            format!("/repos/acme/widgets/pulls/{pr}/reviews"),
+            Some(&serde_json::json!({
+                "event": "REQUEST_CHANGES",
+                "body": "and keep the first line",
+            })),
+        )
+        .await?;
     let sent_back: Value = serde_json::from_str(
         &crew_ok(
             &sandbox,
@@ -438,7 +455,13 @@ async fn a_crash_is_salvaged_and_a_retry_continues_from_the_wip() -> TestResult 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_max_attempts_times_needs_a_human_and_only_retry_goes_on() -> TestResult {
-    let sandbox = sandbox("max_attempts = 2\n").await?;
+    // A second agent, for `crew reassign`: it fails too, in its own words.
+    let other = format!(
+        "max_attempts = 2\n\n[agents.other]\ncommand = [\"sh\", \"-c\", \"{} start && {} fail 'the other agent cannot either'\"]\n",
+        env!("CARGO_BIN_EXE_crew"),
+        env!("CARGO_BIN_EXE_crew")
+    );
+    let sandbox = sandbox(&other).await?;
     crew_ok(&sandbox, &["dispatch", "7"]).await?;
     wait_for(&sandbox, 7, &["failed"]).await?;
     crew_ok(&sandbox, &["retry", "7"]).await?;
@@ -466,9 +489,22 @@ async fn failing_max_attempts_times_needs_a_human_and_only_retry_goes_on() -> Te
         "{:?}",
         text(&refused)
     );
-    let again: Value = serde_json::from_str(&crew_ok(&sandbox, &["retry", "7", "--json"]).await?)?;
+    // Reassigning needs something to change.
+    let nothing = sandbox.crew(&["reassign", "7"]).await?;
+    assert_eq!(nothing.status.code(), Some(2), "{:?}", text(&nothing));
+    let again: Value = serde_json::from_str(
+        &crew_ok(&sandbox, &["reassign", "7", "--agent", "other", "--json"]).await?,
+    )?;
     assert_eq!(again["attempt"], 3, "{again}");
+    assert_eq!(again["agent"], "other", "{again}");
     wait_for(&sandbox, 7, &["assigned", "started", "failed"]).await?;
+    let comments = sandbox.comments(7).await?;
+    assert!(
+        comments
+            .iter()
+            .any(|(_, body)| body.contains("the other agent cannot either")),
+        "{comments:?}"
+    );
     let show = rebuilt_show(&sandbox, 7).await?;
     assert_eq!(
         shown_kinds(&show),

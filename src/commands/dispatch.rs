@@ -474,7 +474,7 @@ pub(crate) async fn dispatch_one(
     // 6. `.crew/prompt.md`.
     // The lease's attempt is authoritative (a lease can be ahead of the comments).
     gathered.attempt = u64::from(attempt);
-    let prompt = prompts.render_worker(&gathered.prompt_context(
+    let mut context = gathered.prompt_context(
         &repo,
         config,
         Placement {
@@ -487,7 +487,14 @@ pub(crate) async fn dispatch_one(
             base_sha: Some(worktree.base_sha.clone()),
             crew: brief::crew_program(&path, search_path.as_deref()),
         },
-    ))?;
+    );
+    // What the previous attempt changed, from this worktree (which holds its commits).
+    if let Some(handover) = &mut context.handover
+        && let (Some(from), Some(to)) = (&handover.base_sha, &handover.head_sha)
+    {
+        handover.diff_stat = workspace::diff_stat_between(&path, from, to);
+    }
+    let prompt = prompts.render_worker(&context)?;
     let prompt_path = prompt_file(&path);
     write_file(&prompt_path, prompt.as_bytes())?;
     crashpoint("prompt");

@@ -140,6 +140,16 @@ fn diff_stat(path: &Path, base_sha: &str) -> Result<String, WorkspaceError> {
     }
 }
 
+/// `git diff --stat FROM...TO` in `path`: what a branch changed since it left `from`, for the
+/// next attempt's prompt. `None` when this clone lacks either commit.
+pub fn diff_stat_between(path: &Path, from: &str, to: &str) -> Option<String> {
+    let range = format!("{from}...{to}");
+    git::run(path, ["diff", "--no-color", "--stat", &range])
+        .ok()
+        .map(|stat| stat.trim_end().to_owned())
+        .filter(|stat| !stat.is_empty())
+}
+
 /// The message of a salvage commit: says it is WIP, whose, and why.
 pub fn wip_message(issue: u64, attempt: u32, reason: &str) -> String {
     format!(
