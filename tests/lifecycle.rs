@@ -65,6 +65,9 @@ case "$issue" in
   $C done ;;
 7)
   $C fail "cannot be done as asked" ;;
+9)
+  echo nine > nine.txt; git add nine.txt; git commit -qm "nine"
+  $C done ;;
 8)
   if [ "$attempt" = 1 ]; then
     $C blocked "which shape?"
@@ -514,5 +517,72 @@ async fn failing_max_attempts_times_needs_a_human_and_only_retry_goes_on() -> Te
         ],
         "{show}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_pull_request_is_not_merged_even_forced_and_says_what_to_do() -> TestResult {
+    let sandbox = sandbox("").await?;
+    crew_ok(&sandbox, &["dispatch", "9"]).await?;
+    wait_for(&sandbox, 9, &["in_review"]).await?;
+    // Meanwhile someone lands a different nine.txt on main.
+    std::fs::write(sandbox.clone.join("nine.txt"), "not nine\n")?;
+    crate::support::git(&sandbox.clone, &["add", "nine.txt"])?;
+    crate::support::git(&sandbox.clone, &["commit", "-qm", "a conflicting nine"])?;
+    crate::support::git(&sandbox.clone, &["push", "-q", "origin", "HEAD:main"])?;
+
+    let merge = sandbox.crew(&["merge", "9", "--force"]).await?;
+    let (stdout, stderr) = text(&merge);
+    assert_eq!(merge.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("does not merge cleanly"), "{stderr}");
+    assert!(stderr.contains("crew request-changes 9"), "{stderr}");
+    // Nothing was recorded: no forced approval, no completion.
+    assert_eq!(
+        kinds(&sandbox, 9).await?,
+        ["assigned", "started", "in_review"]
+    );
+    let pull = pull_of(&sandbox, 9).await?;
+    assert!(pull.is_open() && !pull.is_merged(), "{pull:?}");
+
+    // Sent back without dispatching now: the issue waits for `crew fill` or a dispatch.
+    let sent: Value = serde_json::from_str(
+        &crew_ok(
+            &sandbox,
+            &[
+                "request-changes",
+                "9",
+                "--body",
+                "rebase on main",
+                "--no-dispatch",
+                "--json",
+            ],
+        )
+        .await?,
+    )?;
+    assert_eq!(sent["dispatched"], Value::Null, "{sent}");
+    let show = rebuilt_show(&sandbox, 9).await?;
+    assert_eq!(show["state"], "working", "{show}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unapproved_pull_request_merges_with_force_and_the_history_stays_legal() -> TestResult {
+    let sandbox = sandbox("").await?;
+    crew_ok(&sandbox, &["dispatch", "9"]).await?;
+    wait_for(&sandbox, 9, &["in_review"]).await?;
+    let merged: Value =
+        serde_json::from_str(&crew_ok(&sandbox, &["merge", "9", "--force", "--json"]).await?)?;
+    assert_eq!(merged["merged_now"], true, "{merged}");
+    let show = rebuilt_show(&sandbox, 9).await?;
+    assert_eq!(
+        shown_kinds(&show),
+        ["assigned", "started", "in_review", "approved", "completed"],
+        "{show}"
+    );
+    assert_eq!(show["ignored"], Value::Array(Vec::new()), "{show}");
+    // Merging again is refused and posts nothing.
+    let again = sandbox.crew(&["merge", "9", "--force"]).await?;
+    assert_eq!(again.status.code(), Some(1), "{:?}", text(&again));
+    assert_eq!(kinds(&sandbox, 9).await?.len(), 5);
     Ok(())
 }
