@@ -15,6 +15,7 @@ pub mod printer;
 pub mod prompt;
 pub mod protocol;
 pub mod reconcile;
+pub mod scheduler;
 pub mod settings;
 pub mod sync;
 pub mod worker;

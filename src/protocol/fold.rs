@@ -14,7 +14,7 @@
 //!                          assigned|working|blocked ─handover→ handover
 //!                          in_review|approved ─changes_requested→ working
 //!                          working ─progress→ working;  working ─completed→ completed (no PR)
-//!    any active ─failed→ failed, or needs_human once attempt ≥ max_attempts
+//!    any active ─failed→ failed, or needs_human once max_attempts attempts were announced
 //!    any active|failed|needs_human ─cancelled→ cancelled
 //!    completed|cancelled ─released→ (same state, worktree cleaned)
 //!    every state but approved|completed|cancelled ─assigned(attempt+n)→ assigned
@@ -149,7 +149,7 @@ impl Classify for TransitionError {
 /// The transition table: the state after `kind` in state `from`.
 ///
 /// Two outcomes depend on more than the table and are settled by the fold: `failed` becomes
-/// `needs_human` once the attempt reaches `max_attempts`, and `assigned` also needs an attempt
+/// `needs_human` once `max_attempts` attempts were announced, and `assigned` also needs an attempt
 /// newer than the current one. `released` keeps the state (it records that the worktree is gone).
 pub fn next_state(from: State, kind: EventKind) -> Result<State, TransitionError> {
     use EventKind as K;
@@ -255,8 +255,12 @@ pub struct AppliedEvent {
 pub struct IssueState {
     pub issue: u64,
     pub state: State,
-    /// The newest attempt; `None` until one is assigned.
+    /// The newest attempt; `None` until one is assigned. A fencing token: it comes from the
+    /// lease, grows with every acquisition and may skip numbers (a lease taken and let go again
+    /// before its `assigned` comment, when a fill lost a slot race).
     pub attempt: Option<u64>,
+    /// How many attempts were announced (`assigned` events applied): what `max_attempts` counts.
+    pub attempts: u64,
     /// The worker of that attempt (`None` when only the lease knows of the attempt).
     pub worker: Option<String>,
     /// The pull request, once an event named one; kept across attempts (they share the branch).
@@ -281,6 +285,7 @@ impl IssueState {
             issue,
             state: State::Unassigned,
             attempt: None,
+            attempts: 0,
             worker: None,
             pr: None,
             question: None,
@@ -520,6 +525,7 @@ impl Fold {
         let next = match &event.body {
             EventBody::Assigned(_) => {
                 state.attempt = Some(event.attempt);
+                state.attempts += 1;
                 state.worker = Some(event.worker.clone());
                 state.question = None;
                 state.released = false;
@@ -533,7 +539,7 @@ impl Fold {
                 state.question = None;
                 State::Working
             }
-            EventBody::Failed { .. } if event.attempt >= self.policy.max_attempts => {
+            EventBody::Failed { .. } if state.attempts >= self.policy.max_attempts => {
                 State::NeedsHuman
             }
             EventBody::Released {}
@@ -847,11 +853,26 @@ mod tests {
         assert_eq!(state.state, State::NeedsHuman);
         // A maintainer's retry is still possible.
         let state = History::new()
+            .kinds(1, &[K::Assigned, K::Failed])
+            .kinds(2, &[K::Assigned, K::Failed])
             .kinds(3, &[K::Assigned, K::Failed])
             .kinds(4, &[K::Assigned])
             .fold();
         assert_eq!(state.state, State::Assigned);
-        assert_eq!(state.attempt, Some(4));
+        assert_eq!((state.attempt, state.attempts), (Some(4), 4));
+        // Attempts are counted, not read off the fencing token: lease attempts that were
+        // taken and let go unannounced (2, 4) do not use up the allowance.
+        let state = History::new()
+            .kinds(1, &[K::Assigned, K::Failed])
+            .kinds(3, &[K::Assigned, K::Failed])
+            .fold();
+        assert_eq!((state.state, state.attempts), (State::Failed, 2));
+        let state = History::new()
+            .kinds(1, &[K::Assigned, K::Failed])
+            .kinds(3, &[K::Assigned, K::Failed])
+            .kinds(5, &[K::Assigned, K::Failed])
+            .fold();
+        assert_eq!(state.state, State::NeedsHuman);
     }
 
     #[test]
