@@ -15,6 +15,8 @@ pub mod printer;
 pub mod prompt;
 pub mod protocol;
 pub mod reconcile;
+pub mod runtime_actions;
+pub mod schedule;
 pub mod scheduler;
 pub mod settings;
 pub mod sync;

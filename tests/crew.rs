@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions_runtime;
 mod agent_side;
 mod brief;
 mod contract;
@@ -18,6 +19,8 @@ mod leases;
 mod lifecycle;
 mod logs_cancel;
 mod read_side;
+mod relations;
+mod scale_out;
 mod supervise;
 mod sync;
 mod workspace;

@@ -7,6 +7,9 @@
 //! - `POST /_emulator/rate_limit` `{"login", "resource", "remaining"}`: set what a user has left.
 //! - `POST /_emulator/clock` `{"advance_seconds"}`: move the emulator's clock forward.
 //! - `GET /_emulator/dispatches`: recorded `workflow_dispatch` calls.
+//! - `POST /_emulator/actions/runner` ([`RunnerConfig`] JSON): run every later dispatch as a local
+//!   process too; `GET` answers `{"runner": config | null, "runs": [...]}`; `DELETE` stops running
+//!   new dispatches (the list of runs stays). See [`crate::rest::actions`].
 //! - `POST /_emulator/reset`: zero statistics, clear faults and rate windows.
 
 use axum::Router;
@@ -19,6 +22,7 @@ use serde_json::json;
 
 use crate::faults::Faults;
 use crate::http::{ApiError, AppState, GhJson};
+use crate::rest::actions::RunnerConfig;
 use crate::stats::Stats;
 
 pub fn router() -> Router<AppState> {
@@ -32,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/_emulator/rate_limit", post(set_rate_limit))
         .route("/_emulator/clock", post(advance_clock))
         .route("/_emulator/dispatches", get(dispatches))
+        .route("/_emulator/ref_writes", get(ref_writes))
+        .route(
+            "/_emulator/actions/runner",
+            get(get_runner).post(set_runner).delete(clear_runner),
+        )
         .route("/_emulator/reset", post(reset))
 }
 
@@ -126,8 +135,40 @@ async fn advance_clock(
     Ok(axum::Json(json!({"now": crate::render::time(now)})).into_response())
 }
 
+/// Every ref write applied through the API, in order.
+async fn ref_writes(AxumState(shared): AxumState<AppState>) -> Response {
+    axum::Json(shared.lock().ref_writes.clone()).into_response()
+}
+
 async fn dispatches(AxumState(shared): AxumState<AppState>) -> Response {
     axum::Json(shared.lock().data.dispatches.clone()).into_response()
+}
+
+async fn get_runner(AxumState(shared): AxumState<AppState>) -> Response {
+    let state = shared.lock();
+    axum::Json(json!({"runner": state.runner.config, "runs": state.runner.runs})).into_response()
+}
+
+async fn set_runner(
+    AxumState(shared): AxumState<AppState>,
+    GhJson(config): GhJson<RunnerConfig>,
+) -> Result<StatusCode, ApiError> {
+    if config
+        .command
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            "runner: `command` needs at least a program",
+        ));
+    }
+    shared.lock().runner.config = Some(config);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_runner(AxumState(shared): AxumState<AppState>) -> StatusCode {
+    shared.lock().runner.config = None;
+    StatusCode::NO_CONTENT
 }
 
 async fn reset(AxumState(shared): AxumState<AppState>) -> StatusCode {

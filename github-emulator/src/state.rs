@@ -183,11 +183,65 @@ pub struct Repo {
     pub refused_ref_prefixes: Vec<String>,
     /// The bare repository holding this repository's git data.
     pub git_dir: PathBuf,
+    /// Sub-issues: parent number → sub-issue numbers in GitHub's order (see [`Repo::add_sub_issue`]).
+    #[serde(default)]
+    pub sub_issues: BTreeMap<u64, Vec<u64>>,
 }
+
+/// GitHub's limit on sub-issues per parent.
+pub const MAX_SUB_ISSUES: usize = 100;
 
 impl Repo {
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.owner, self.name)
+    }
+
+    /// The parent issue of issue `number`, if it is a sub-issue.
+    pub fn parent_of(&self, number: u64) -> Option<u64> {
+        self.sub_issues
+            .iter()
+            .find(|(_, children)| children.contains(&number))
+            .map(|(parent, _)| *parent)
+    }
+
+    /// The sub-issues of issue `number`, in order.
+    pub fn sub_issues_of(&self, number: u64) -> &[u64] {
+        self.sub_issues.get(&number).map_or(&[], Vec::as_slice)
+    }
+
+    /// Makes `child` the last sub-issue of `parent`, with GitHub's rules: both are issues (not
+    /// pull requests) of this repository, a child has one parent, no cycles, at most
+    /// [`MAX_SUB_ISSUES`] per parent. The error says which rule was broken.
+    pub fn add_sub_issue(&mut self, parent: u64, child: u64) -> Result<(), String> {
+        for number in [parent, child] {
+            match self.issues.get(&number) {
+                None => return Err(format!("issue #{number} does not exist")),
+                Some(issue) if issue.pull.is_some() => {
+                    return Err(format!("#{number} is a pull request, not an issue"));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(current) = self.parent_of(child) {
+            return Err(format!("issue #{child} already has a parent (#{current})"));
+        }
+        let mut ancestor = Some(parent);
+        while let Some(number) = ancestor {
+            if number == child {
+                return Err(format!(
+                    "issue #{child} is an ancestor of #{parent}: a sub-issue cycle"
+                ));
+            }
+            ancestor = self.parent_of(number);
+        }
+        let children = self.sub_issues.entry(parent).or_default();
+        if children.len() >= MAX_SUB_ISSUES {
+            return Err(format!(
+                "issue #{parent} already has {MAX_SUB_ISSUES} sub-issues"
+            ));
+        }
+        children.push(child);
+        Ok(())
     }
 }
 
@@ -261,6 +315,49 @@ pub struct State {
     pub faults: Faults,
     /// Where `state.json` is written after every change, when persistence is on.
     pub state_dir: Option<PathBuf>,
+    /// Runs workflow dispatches as local processes when configured (`/_emulator/actions/runner`).
+    pub runner: crate::rest::actions::Runner,
+    /// Every ref write through the API, in the order GitHub applied them
+    /// (`GET /_emulator/ref_writes`): the record tests check compare-and-swap outcomes against.
+    pub ref_writes: Vec<RefWrite>,
+}
+
+/// One applied ref write (create, update or delete).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefWrite {
+    /// Position in the order of application, from 1.
+    pub seq: u64,
+    /// `owner/name`.
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The new target; `None` for a delete.
+    pub sha: Option<String>,
+    /// The target commit's message, when it is a commit (a lease's JSON, for lease refs).
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl State {
+    /// Records a ref write that was just applied.
+    pub fn record_ref_write(
+        &mut self,
+        repo: String,
+        ref_name: String,
+        sha: Option<String>,
+        message: Option<String>,
+    ) {
+        let seq = self.ref_writes.len() as u64 + 1;
+        let at = self.now();
+        self.ref_writes.push(RefWrite {
+            seq,
+            repo,
+            ref_name,
+            sha,
+            message,
+            at,
+        });
+    }
 }
 
 pub const DEFAULT_CORE_LIMIT: u64 = 5000;
@@ -350,6 +447,7 @@ impl State {
                 pushed_at: now,
                 refused_ref_prefixes: spec.refused_ref_prefixes.clone(),
                 git_dir,
+                sub_issues: BTreeMap::new(),
             };
             for label in &spec.labels {
                 let id = data.alloc_id();
@@ -408,6 +506,17 @@ impl State {
                             updated_at: now,
                         },
                     );
+                }
+            }
+            for (parent, children) in &spec.sub_issues {
+                for child in children {
+                    repo.add_sub_issue(*parent, *child).map_err(|why| {
+                        anyhow::anyhow!(
+                            "world: repository {}/{}: sub-issue #{child} of #{parent}: {why}",
+                            spec.owner,
+                            spec.name
+                        )
+                    })?;
                 }
             }
             data.repos.insert(repo.full_name().to_lowercase(), repo);

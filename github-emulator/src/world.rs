@@ -74,6 +74,11 @@ pub struct WorldRepo {
     /// Ref prefixes the git data API refuses (to emulate a host that rejects custom namespaces).
     #[serde(default)]
     pub refused_ref_prefixes: Vec<String>,
+    /// Sub-issue relations: a parent issue's number → its sub-issues' numbers, in GitHub's
+    /// order (numbers are 1-based positions in `issues`). GitHub's rules hold: an issue has at
+    /// most one parent, no cycles, at most 100 sub-issues per parent, pull requests are neither.
+    #[serde(default)]
+    pub sub_issues: BTreeMap<u64, Vec<u64>>,
 }
 
 fn default_branch() -> String {
@@ -188,6 +193,7 @@ impl Default for World {
                 issues: Vec::new(),
                 files: default_files(),
                 refused_ref_prefixes: Vec::new(),
+                sub_issues: BTreeMap::new(),
             }],
             projects: vec![WorldProject {
                 owner: "acme".to_string(),

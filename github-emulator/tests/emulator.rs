@@ -2,9 +2,11 @@
 
 mod support;
 
+mod actions;
 mod basics;
 mod git;
 mod graphql;
 mod issues;
 mod pulls;
+mod relations;
 mod serve;

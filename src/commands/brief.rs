@@ -111,10 +111,10 @@ pub async fn run(ctx: &Ctx, args: &BriefArgs) -> Result<(), CrewError> {
         ));
     }
     let attempt = gathered.attempt;
-    if attempt > u64::from(config.workers.max_attempts) {
+    if state.attempts >= u64::from(config.workers.max_attempts) {
         ctx.printer.warn(format_args!(
-            "attempt {attempt} is past workers.max_attempts ({})",
-            config.workers.max_attempts
+            "{} attempts were made, which is workers.max_attempts; a dispatch would refuse it",
+            state.attempts
         ));
     }
     let issue = &gathered.issue;

@@ -48,12 +48,23 @@ pub enum Runtime {
     /// A detached supervisor process on this machine.
     #[default]
     Local,
+    /// A run of the crew-worker.yml workflow on a GitHub Actions runner (`workflow_dispatch`).
+    Actions,
 }
 
 impl Runtime {
-    fn as_str(self) -> &'static str {
+    /// The runtime `workers.runtime` names.
+    pub fn from_setting(setting: crate::settings::Runtime) -> Runtime {
+        match setting {
+            crate::settings::Runtime::Local => Runtime::Local,
+            crate::settings::Runtime::Actions => Runtime::Actions,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Runtime::Local => "local",
+            Runtime::Actions => "actions",
         }
     }
 }
@@ -81,6 +92,31 @@ pub struct DispatchArgs {
     /// Set by `crew retry`: a maintainer's explicit go-ahead past `workers.max_attempts`.
     #[arg(skip)]
     pub past_max: bool,
+
+    /// Set by `crew fill`/`crew loop`: the expired attempt this dispatch takes over, whose
+    /// handover it posts once it has won the lease.
+    #[arg(skip)]
+    pub recovering: Option<Recovery>,
+
+    /// Set by `crew fill`/`crew loop`: the slot limits to verify once the lease is won.
+    #[arg(skip)]
+    pub slots: Option<SlotLimits>,
+}
+
+/// `workers.max` and `workers.max_per_host`, as a fill enforces them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotLimits {
+    pub max: u32,
+    pub max_per_host: u32,
+}
+
+/// An attempt whose host stopped renewing its lease, as the planner found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    pub worker: String,
+    pub host: String,
+    pub attempt: u32,
+    pub expired_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One started worker, as `--json` prints it.
@@ -91,7 +127,10 @@ pub struct DispatchView {
     pub worker: String,
     pub agent: String,
     pub profile: String,
+    /// `local` or `actions`.
+    pub runtime: &'static str,
     pub branch: Option<String>,
+    /// Empty for an actions worker (its worktree is on the runner).
     pub worktree: String,
     /// The `assigned` comment.
     pub comment_id: u64,
@@ -113,7 +152,7 @@ pub struct DispatchTimings {
     pub git_ms: u64,
 }
 
-fn millis(elapsed: std::time::Duration) -> u64 {
+pub(crate) fn millis(elapsed: std::time::Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -163,6 +202,17 @@ pub async fn run(ctx: &Ctx, args: &DispatchArgs) -> Result<(), CrewError> {
 }
 
 fn render(w: &mut dyn Write, view: &DispatchView) -> std::io::Result<()> {
+    if view.runtime == Runtime::Actions.as_str() {
+        return writeln!(
+            w,
+            "dispatched #{} attempt {} worker {} to GitHub Actions ({}) in {} ms",
+            view.issue,
+            view.attempt,
+            view.worker,
+            crate::runtime_actions::WORKER_WORKFLOW,
+            view.timings.total_ms
+        );
+    }
     writeln!(
         w,
         "dispatched #{} attempt {} worker {} (pid {}) worktree {} in {} ms ({} ms git)",
@@ -181,6 +231,42 @@ pub(crate) async fn dispatch_one(
     args: &DispatchArgs,
     number: u64,
 ) -> Result<DispatchView, CrewError> {
+    let placed = place(ctx, args, number).await?;
+    match args.runtime {
+        Runtime::Local => start_local(ctx, args, placed).await,
+        Runtime::Actions => crate::runtime_actions::start(ctx, placed).await,
+    }
+}
+
+/// An issue placed: every refusal passed, the lease held, the attempt announced and mirrored.
+/// What is left is the runtime's: a local worktree and supervisor, or a workflow run.
+pub(crate) struct Placed {
+    pub started: std::time::Instant,
+    pub number: u64,
+    pub repo: crate::settings::RepoSlug,
+    pub repo_root: PathBuf,
+    pub agent: String,
+    pub profile_name: String,
+    pub profile: Profile,
+    pub prompts: Prompts,
+    pub gathered: brief::Gathered,
+    pub base: String,
+    pub mode: CheckoutMode,
+    pub branch: Option<String>,
+    pub held: HeldLease,
+    pub post_mode: PostMode,
+    pub posted: crate::github::PostedEvent,
+    /// Attempts announced, this one included.
+    pub announced: u64,
+    pub search_path: Option<OsString>,
+    /// The agent's program as resolved before any write (local runtime only).
+    pub program: Option<PathBuf>,
+    /// The issue's dispatch lock, held until the runtime has placed the worker.
+    pub lock: lock::HeldLock,
+}
+
+/// The runtime-independent steps of a dispatch: refusals, lease, `assigned` comment, board.
+async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, CrewError> {
     let started = std::time::Instant::now();
     let settings = &ctx.settings;
     let config = &settings.config;
@@ -210,14 +296,14 @@ pub(crate) async fn dispatch_one(
     // ends: a second dispatch that gets it knows no other one is half-way, so a lease of ours
     // without a supervisor is an interrupted dispatch to finish, not one in progress.
     let lock_path = lock::dispatch_lock_path(&repo_root, number);
-    let Some(_dispatching) = lock::try_lock(&lock_path).map_err(CrewError::internal)? else {
+    let Some(dispatching) = lock::try_lock(&lock_path).map_err(CrewError::internal)? else {
         return Err(CrewError::lost_race(format!(
             "another crew dispatch of #{number} is running on this host"
         )));
     };
 
     let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
-    let mut gathered =
+    let gathered =
         brief::gather_lazily(&github, ctx.cache().await?, settings, &repo, number).await?;
     let issue = gathered.issue.clone();
 
@@ -240,18 +326,24 @@ pub(crate) async fn dispatch_one(
     let mut resumed = match own_assignment(state, &settings.host) {
         Some((worker, attempt)) => {
             resumable(
-                &github, settings, &repo, &repo_root, number, &worker, attempt,
+                &github,
+                settings,
+                &repo,
+                &repo_root,
+                number,
+                &worker,
+                attempt,
+                args.runtime,
             )
             .await?
         }
         None => None,
     };
     let max_attempts = config.workers.max_attempts;
-    if resumed.is_none() && !args.past_max && gathered.attempt > u64::from(max_attempts) {
+    if resumed.is_none() && !args.past_max && state.attempts >= u64::from(max_attempts) {
         return Err(CrewError::user(format!(
             "#{number} is {} after {} attempts, which is workers.max_attempts; not dispatching it",
-            state.state,
-            state.attempt.unwrap_or_default()
+            state.state, state.attempts
         ))
         .with_hint("raise workers.max_attempts in crew.toml to allow another attempt"));
     }
@@ -278,30 +370,19 @@ pub(crate) async fn dispatch_one(
     );
     let env = Env::from_process();
     let search_path: Option<OsString> = env.get("PATH").map(OsString::from);
-    let prompt_file = |worktree: &Path| worktree.join(CREW_DIR).join(brief::PROMPT_FILE);
-    // The program is resolved now, before any side effect, from the planned worktree.
-    let program = {
-        let probe = agents::build(
+    // The program is resolved now, before any side effect, from the planned worktree (a runner
+    // has its own programs: an actions dispatch does not look here).
+    let program = match args.runtime {
+        Runtime::Local => Some(probe_program(
+            config,
             &agent,
             &profile_name,
-            config,
-            InvocationContext {
-                prompt_file: prompt_file(&planned_worktree),
-                prompt_text: String::new(),
-                issue: number,
-                worktree: planned_worktree.clone(),
-                token: None,
-            },
-        )?;
-        let cwd = if planned_worktree.is_dir() {
-            planned_worktree.clone()
-        } else {
-            repo_root.clone()
-        };
-        agents::check_available(
-            &agents::AgentInvocation { cwd, ..probe },
+            number,
+            &planned_worktree,
+            &repo_root,
             search_path.as_deref(),
-        )?
+        )?),
+        Runtime::Actions => None,
     };
     let base = match &config.base {
         Some(base) => base.clone(),
@@ -310,7 +391,6 @@ pub(crate) async fn dispatch_one(
             None => github.repository(&repo).await?.default_branch,
         },
     };
-    let crew_exe = std::env::current_exe().map_err(CrewError::internal)?;
 
     // 1. The lease: from here on the issue is ours (LostRace, exit 4, if it is not).
     let now = ctx.clock.now();
@@ -347,6 +427,7 @@ pub(crate) async fn dispatch_one(
                     number,
                     &holder.worker,
                     holder.attempt,
+                    args.runtime,
                 )
                 .await?;
                 match found {
@@ -376,9 +457,34 @@ pub(crate) async fn dispatch_one(
         }
         None => return Err(CrewError::internal("dispatch placed no lease")),
     };
+    // A fill's slot count was read before its lease: other hosts may have filled the slots
+    // since. Counted again now that ours is on GitHub, and let go (before anything is
+    // announced) if there are too many. See [`verify_slots`] for why this never over-fills.
+    if let (Some(limits), PostMode::FirstTry) = (args.slots, post_mode) {
+        verify_slots(ctx, &github, &repo, &held, limits).await?;
+    }
     let worker_id = held.lease.worker.clone();
     let attempt = held.lease.attempt;
     crashpoint("lease");
+
+    // 1b. Taking over a vanished host's attempt: close it with a handover before announcing ours,
+    // so the fold reads "handover (k), assigned (k+1)". Only the lease's winner gets here.
+    if let Some(recovery) = &args.recovering
+        && recovery.attempt.checked_add(1) == Some(attempt)
+        && state.state.is_active()
+        && state.attempt == Some(u64::from(recovery.attempt))
+    {
+        post_recovery(
+            ctx,
+            &github,
+            &prompts,
+            &repo,
+            number,
+            recovery,
+            &settings.host,
+        )
+        .await?;
+    }
 
     // 2. The `assigned` comment.
     let event = Event {
@@ -394,14 +500,20 @@ pub(crate) async fn dispatch_one(
             agent: Some(agent.clone()),
             profile: Some(profile_name.clone()),
             branch: branch.clone(),
-            worktree: Some(planned_worktree.to_string_lossy().into_owned()),
+            worktree: (args.runtime == Runtime::Local)
+                .then(|| planned_worktree.to_string_lossy().into_owned()),
         }),
     };
-    let body = prompts.comment_body(&event, &CommentContext::from_event(&event))?;
+    let mut body = prompts.comment_body(&event, &CommentContext::from_event(&event))?;
+    if args.runtime == Runtime::Actions {
+        body.push_str(&crate::runtime_actions::assignment_note(&base));
+    }
     let posted = github
         .post_event(&repo, number, &event, &body, post_mode)
         .await?;
     crashpoint("assigned");
+    // Attempts announced once this one is: the comment may have been there already (resumed).
+    let announced = state.attempts + u64::from(!posted.reused);
 
     // 3. The board and labels: best effort. The labels just read serve (saves a GET).
     let board = Board::new(settings, &repo);
@@ -424,95 +536,92 @@ pub(crate) async fn dispatch_one(
         ));
     }
     crashpoint("board");
+    Ok(Placed {
+        started,
+        number,
+        repo,
+        repo_root,
+        agent,
+        profile_name,
+        profile,
+        prompts,
+        gathered,
+        base,
+        mode,
+        branch,
+        held,
+        post_mode,
+        posted,
+        announced,
+        search_path,
+        program,
+        lock: dispatching,
+    })
+}
 
-    // 4. The worktree and branch (blocking git, off the runtime's threads).
-    let git_started = std::time::Instant::now();
-    let worktree = {
-        let repo_root = repo_root.clone();
-        let repo_name = repo.name().to_owned();
-        let base = base.clone();
-        let title = issue.title.clone();
-        let workers = config.workers.clone();
-        tokio::task::spawn_blocking(move || {
-            workspace::prepare_worktree(
-                &WorktreeRequest {
-                    repo_root: &repo_root,
-                    repo_name: &repo_name,
-                    base: &base,
-                    issue: number,
-                    title: &title,
-                    attempt,
-                    mode,
-                },
-                &workers,
-            )
-        })
-        .await
-        .map_err(CrewError::internal)??
-    };
-    let path = worktree.path.clone();
-    workspace::ensure_crew_excluded(&path)?;
-    let git_time = git_started.elapsed();
-    crashpoint("worktree");
+/// The local runtime's steps: worktree, `.crew/` files, detached supervisor.
+async fn start_local(
+    ctx: &Ctx,
+    args: &DispatchArgs,
+    placed: Placed,
+) -> Result<DispatchView, CrewError> {
+    let Placed {
+        started,
+        number,
+        repo,
+        repo_root,
+        agent,
+        profile_name,
+        profile,
+        prompts,
+        mut gathered,
+        base,
+        mode,
+        branch: _,
+        held,
+        post_mode,
+        posted,
+        announced,
+        search_path,
+        program,
+        lock: _dispatching,
+    } = placed;
+    let settings = &ctx.settings;
+    let config = &settings.config;
+    let worker_id = held.lease.worker.clone();
+    let attempt = held.lease.attempt;
+    let max_attempts = config.workers.max_attempts;
+    let crew_exe = std::env::current_exe().map_err(CrewError::internal)?;
 
-    // 5. `.crew/context.json`.
-    workspace::write_context(
-        &path,
-        &WorkerContext {
-            issue: number,
+    // 4.–6. The worktree and branch, `.crew/context.json`, `.crew/prompt.md`.
+    let prepared = prepare_worker(
+        ctx,
+        WorkerPlan {
+            repo: &repo,
+            repo_root: &repo_root,
+            base: &base,
+            mode,
+            worker: &worker_id,
             attempt,
-            worker: worker_id.clone(),
-            branch: worktree.branch.clone(),
-            base: base.clone(),
-            repo: repo.to_string(),
-            api_url: settings.api_url.to_string(),
-            profile: profile_name.clone(),
-        },
-    )?;
-    crashpoint("context");
-
-    // 6. `.crew/prompt.md`.
-    // The lease's attempt is authoritative (a lease can be ahead of the comments).
-    gathered.attempt = u64::from(attempt);
-    let mut context = gathered.prompt_context(
-        &repo,
-        config,
-        Placement {
-            worker: worker_id.clone(),
             agent: &agent,
             profile: &profile,
-            branch: worktree.branch.clone(),
-            worktree: &path,
-            base: base.clone(),
-            base_sha: Some(worktree.base_sha.clone()),
-            crew: brief::crew_program(&path, search_path.as_deref()),
-        },
-    );
-    // What the previous attempt changed, from this worktree (which holds its commits).
-    if let Some(handover) = &mut context.handover
-        && let (Some(from), Some(to)) = (&handover.base_sha, &handover.head_sha)
-    {
-        handover.diff_stat = workspace::diff_stat_between(&path, from, to);
-    }
-    let prompt = prompts.render_worker(&context)?;
-    let prompt_path = prompt_file(&path);
-    write_file(&prompt_path, prompt.as_bytes())?;
-    crashpoint("prompt");
-
-    // 7. `.crew/supervisor.json`: the invocation with the token replaced by where it comes from.
-    let invocation = agents::build(
-        &agent,
-        &profile_name,
-        config,
-        InvocationContext {
-            prompt_file: prompt_path,
-            prompt_text: prompt,
-            issue: number,
-            worktree: path.clone(),
+            prompts: &prompts,
+            gathered: &mut gathered,
+            search_path: search_path.as_deref(),
+            program,
             token: settings.token().map(|token| token.secret.clone()),
         },
-    )?;
-    let program = agents::check_available(&invocation, search_path.as_deref()).unwrap_or(program);
+    )
+    .await?;
+    let PreparedWorker {
+        worktree,
+        git_time,
+        invocation,
+        program,
+    } = prepared;
+    let path = worktree.path.clone();
+
+    // 7. `.crew/supervisor.json`: the invocation with the token replaced by where it comes from.
     worker::write_spec(
         &path,
         &SupervisorSpec {
@@ -524,16 +633,16 @@ pub(crate) async fn dispatch_one(
             ttl_secs: config.workers.lease_ttl.as_secs(),
             grace_millis: GRACE_MILLIS,
             // Only while attempts remain (a retry past the limit is a maintainer's one-off).
-            replacement: (config.workers.replace_on_handover && attempt < max_attempts).then(
-                || Replacement {
-                    repo_root: repo_root.clone(),
-                    config: settings.config_path.clone(),
-                    repo: repo.to_string(),
-                    host: settings.host.clone(),
-                    agent: agent.clone(),
-                    profile: profile_name.clone(),
-                },
-            ),
+            replacement: (config.workers.replace_on_handover
+                && announced < u64::from(max_attempts))
+            .then(|| Replacement {
+                repo_root: repo_root.clone(),
+                config: settings.config_path.clone(),
+                repo: repo.to_string(),
+                host: settings.host.clone(),
+                agent: agent.clone(),
+                profile: profile_name.clone(),
+            }),
         },
     )
     .map_err(CrewError::internal)?;
@@ -570,6 +679,7 @@ pub(crate) async fn dispatch_one(
         worker: worker_id,
         agent,
         profile: profile_name,
+        runtime: args.runtime.as_str(),
         branch: worktree.branch,
         worktree: path.to_string_lossy().into_owned(),
         comment_id: posted.comment_id,
@@ -581,6 +691,275 @@ pub(crate) async fn dispatch_one(
             git_ms: millis(git_time),
         },
     })
+}
+
+/// After winning the lease of a fill's dispatch: counts the live leases of every host again,
+/// ours included, and when there are more than `workers.max` (or more on this host than
+/// `workers.max_per_host`) releases ours and gives up (exit 4: the slot race was lost).
+///
+/// Why this never over-fills, with no global lock: two racing fills A and B both keep their
+/// leases only if each counted before the other's lease existed; but each counts after its own
+/// lease was written, so A counted before B wrote, which was before B counted, which was before A
+/// wrote — a contradiction. At worst both see the excess and both let go; the next cycle fills
+/// the slot. The lease read is the cached, conditional one, so it costs one request plus the
+/// lease commits written since the fill's observation.
+async fn verify_slots(
+    ctx: &Ctx,
+    github: &GitHub,
+    repo: &crate::settings::RepoSlug,
+    held: &HeldLease,
+    limits: SlotLimits,
+) -> Result<(), CrewError> {
+    let reader = ctx.github().await?;
+    let prefix = &ctx.settings.config.lease_ref_prefix;
+    let leases = reader.leases(repo, prefix).await?;
+    let now = chrono::Utc::now();
+    let live: Vec<_> = leases
+        .iter()
+        .filter(|lease| lease.status(now) == Some(LeaseStatus::Live) || lease.lease.is_err())
+        .collect();
+    let here = live
+        .iter()
+        .filter(|lease| {
+            lease
+                .lease
+                .as_ref()
+                .is_ok_and(|lease| lease.host == held.lease.host)
+        })
+        .count();
+    let (used, used_here) = (
+        u32::try_from(live.len()).unwrap_or(u32::MAX),
+        u32::try_from(here).unwrap_or(u32::MAX),
+    );
+    if used <= limits.max && used_here <= limits.max_per_host {
+        return Ok(());
+    }
+    match github.release_lease(repo, held, now).await {
+        Ok(_) | Err(LeaseWriteError::Superseded { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    Err(CrewError::lost_race(format!(
+        "#{}: no free slot after all ({used} live workers of {} allowed, {used_here} on this \
+         host of {}); let the lease go",
+        held.lease.issue, limits.max, limits.max_per_host
+    )))
+}
+
+/// The `handover` that closes a recovered attempt, by an op derived from it (found again by a
+/// re-run rather than posted twice).
+async fn post_recovery(
+    ctx: &Ctx,
+    github: &GitHub,
+    prompts: &Prompts,
+    repo: &crate::settings::RepoSlug,
+    number: u64,
+    recovery: &Recovery,
+    host: &str,
+) -> Result<(), CrewError> {
+    let event = Event {
+        issue: number,
+        attempt: u64::from(recovery.attempt),
+        worker: recovery.worker.clone(),
+        op: format!("recover-{}-{}", recovery.worker, recovery.attempt),
+        at: chrono::Utc::now(),
+        body: EventBody::Handover(crate::protocol::Handover {
+            summary: format!(
+                "Host {} stopped renewing the lease of attempt {} (it expired at {}); host {host} \
+                 recovered the issue. Whatever that attempt pushed to the branch is kept.",
+                recovery.host,
+                recovery.attempt,
+                crate::observe::timestamp(recovery.expired_at)
+            ),
+            next_steps: vec![
+                "Check the branch for the previous attempt's commits and continue from them."
+                    .to_owned(),
+            ],
+            files: Vec::new(),
+            base_sha: None,
+            head_sha: None,
+        }),
+    };
+    let body = prompts.comment_body(&event, &CommentContext::from_event(&event))?;
+    github
+        .post_event(repo, number, &event, &body, PostMode::Resume)
+        .await?;
+    ctx.printer.verbose(format!(
+        "#{number}: recovered attempt {} from host {}",
+        recovery.attempt, recovery.host
+    ));
+    Ok(())
+}
+
+/// What a worker's worktree is prepared from: by a local dispatch, and by `crew run-worker`
+/// on an Actions runner, the same way.
+pub(crate) struct WorkerPlan<'a> {
+    pub repo: &'a crate::settings::RepoSlug,
+    pub repo_root: &'a Path,
+    pub base: &'a str,
+    pub mode: CheckoutMode,
+    pub worker: &'a str,
+    pub attempt: u32,
+    pub agent: &'a str,
+    pub profile: &'a Profile,
+    pub prompts: &'a Prompts,
+    pub gathered: &'a mut brief::Gathered,
+    pub search_path: Option<&'a std::ffi::OsStr>,
+    /// The program resolved before any write, used when the worktree's own lookup fails.
+    pub program: Option<PathBuf>,
+    /// The token the agent may get (its profile decides).
+    pub token: Option<crate::settings::Secret>,
+}
+
+/// A worker's worktree, ready for its agent.
+pub(crate) struct PreparedWorker {
+    pub worktree: workspace::Worktree,
+    /// Time spent in git preparing the worktree.
+    pub git_time: std::time::Duration,
+    /// The agent's command, with the token where its profile allows it.
+    pub invocation: agents::AgentInvocation,
+    pub program: PathBuf,
+}
+
+/// The worktree and branch (a fresh base, or the issue's branch and its work), then
+/// `.crew/context.json` and `.crew/prompt.md` (the prompt with the previous attempt's changes),
+/// then the agent's invocation. Each step is safe to crash after; `CREW_FAULT_KILL_AFTER` can
+/// kill the process after each (`worktree`, `context`, `prompt`).
+pub(crate) async fn prepare_worker(
+    ctx: &Ctx,
+    plan: WorkerPlan<'_>,
+) -> Result<PreparedWorker, CrewError> {
+    let settings = &ctx.settings;
+    let config = &settings.config;
+    let number = plan.gathered.issue.number;
+    let git_started = std::time::Instant::now();
+    let worktree = {
+        let repo_root = plan.repo_root.to_path_buf();
+        let repo_name = plan.repo.name().to_owned();
+        let base = plan.base.to_owned();
+        let title = plan.gathered.issue.title.clone();
+        let workers = config.workers.clone();
+        let (attempt, mode) = (plan.attempt, plan.mode);
+        tokio::task::spawn_blocking(move || {
+            workspace::prepare_worktree(
+                &WorktreeRequest {
+                    repo_root: &repo_root,
+                    repo_name: &repo_name,
+                    base: &base,
+                    issue: number,
+                    title: &title,
+                    attempt,
+                    mode,
+                },
+                &workers,
+            )
+        })
+        .await
+        .map_err(CrewError::internal)??
+    };
+    let path = worktree.path.clone();
+    workspace::ensure_crew_excluded(&path)?;
+    let git_time = git_started.elapsed();
+    crashpoint("worktree");
+
+    workspace::write_context(
+        &path,
+        &WorkerContext {
+            issue: number,
+            attempt: plan.attempt,
+            worker: plan.worker.to_owned(),
+            branch: worktree.branch.clone(),
+            base: plan.base.to_owned(),
+            repo: plan.repo.to_string(),
+            api_url: settings.api_url.to_string(),
+            profile: plan.profile.name.clone(),
+        },
+    )?;
+    crashpoint("context");
+
+    // The lease's attempt is authoritative (a lease can be ahead of the comments).
+    plan.gathered.attempt = u64::from(plan.attempt);
+    let mut context = plan.gathered.prompt_context(
+        plan.repo,
+        config,
+        Placement {
+            worker: plan.worker.to_owned(),
+            agent: plan.agent,
+            profile: plan.profile,
+            branch: worktree.branch.clone(),
+            worktree: &path,
+            base: plan.base.to_owned(),
+            base_sha: Some(worktree.base_sha.clone()),
+            crew: brief::crew_program(&path, plan.search_path),
+        },
+    );
+    // What the previous attempt changed, from this worktree (which holds its commits).
+    if let Some(handover) = &mut context.handover
+        && let (Some(from), Some(to)) = (&handover.base_sha, &handover.head_sha)
+    {
+        handover.diff_stat = workspace::diff_stat_between(&path, from, to);
+    }
+    let prompt = plan.prompts.render_worker(&context)?;
+    let prompt_path = path.join(CREW_DIR).join(brief::PROMPT_FILE);
+    write_file(&prompt_path, prompt.as_bytes())?;
+    crashpoint("prompt");
+
+    let invocation = agents::build(
+        plan.agent,
+        &plan.profile.name,
+        config,
+        InvocationContext {
+            prompt_file: prompt_path,
+            prompt_text: prompt,
+            issue: number,
+            worktree: path.clone(),
+            token: plan.token,
+        },
+    )?;
+    let program = match agents::check_available(&invocation, plan.search_path) {
+        Ok(program) => program,
+        Err(error) => plan.program.ok_or(error)?,
+    };
+    Ok(PreparedWorker {
+        worktree,
+        git_time,
+        invocation,
+        program,
+    })
+}
+
+/// The agent's program, resolved before anything is written, as it will be found from the
+/// planned worktree (or the clone, before the worktree exists): a missing agent is a clear
+/// error before any side effect.
+pub(crate) fn probe_program(
+    config: &crate::settings::Config,
+    agent: &str,
+    profile_name: &str,
+    number: u64,
+    planned_worktree: &Path,
+    repo_root: &Path,
+    search_path: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, CrewError> {
+    let probe = agents::build(
+        agent,
+        profile_name,
+        config,
+        InvocationContext {
+            prompt_file: planned_worktree.join(CREW_DIR).join(brief::PROMPT_FILE),
+            prompt_text: String::new(),
+            issue: number,
+            worktree: planned_worktree.to_path_buf(),
+            token: None,
+        },
+    )?;
+    let cwd = if planned_worktree.is_dir() {
+        planned_worktree.to_path_buf()
+    } else {
+        repo_root.to_path_buf()
+    };
+    Ok(agents::check_available(
+        &agents::AgentInvocation { cwd, ..probe },
+        search_path,
+    )?)
 }
 
 /// How this dispatch holds its lease.
@@ -610,6 +989,7 @@ fn own_assignment(state: &IssueState, host: &str) -> Option<(String, u32)> {
 /// Whether the lease of `worker`'s `attempt` is ours to finish placing: still that attempt's at
 /// its tip, held and live, and no supervisor runs for it here (a supervisor that runs means the
 /// worker is placed: LostRace). `None` when the lease moved on or lapsed: then a new attempt.
+#[allow(clippy::too_many_arguments)]
 async fn resumable(
     github: &GitHub,
     settings: &crate::settings::Settings,
@@ -618,6 +998,7 @@ async fn resumable(
     number: u64,
     worker_id: &str,
     attempt: u32,
+    runtime: Runtime,
 ) -> Result<Option<Placing>, CrewError> {
     let held = match github
         .reclaim_lease(
@@ -637,6 +1018,18 @@ async fn resumable(
         && held.lease.status(chrono::Utc::now()) == LeaseStatus::Live;
     if !live {
         return Ok(None);
+    }
+    // Placed already: a worker of another runtime, or an actions worker whose workflow this
+    // clone has requested.
+    let placed_elsewhere = held.lease.runtime != runtime.as_str()
+        || (runtime == Runtime::Actions
+            && crate::runtime_actions::workflow_requested(repo_root, number, worker_id, attempt));
+    if placed_elsewhere {
+        return Err(LeaseWriteError::LostRace {
+            issue: number,
+            holder: Some(held.lease),
+        }
+        .into());
     }
     let repo_root = repo_root.to_path_buf();
     let worktrees = tokio::task::spawn_blocking(move || workspace::worker_worktrees(&repo_root))

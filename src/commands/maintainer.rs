@@ -161,7 +161,8 @@ impl Maintained {
             .await?;
         let next = match &event.body {
             EventBody::Failed { .. }
-                if event.attempt >= u64::from(ctx.settings.config.workers.max_attempts) =>
+                if self.gathered.state.attempts
+                    >= u64::from(ctx.settings.config.workers.max_attempts) =>
             {
                 State::NeedsHuman
             }
@@ -231,6 +232,8 @@ impl Maintained {
             profile: profile.or(last_profile),
             runtime: Runtime::Local,
             past_max,
+            recovering: None,
+            slots: None,
         };
         dispatch::dispatch_one(ctx, &args, self.number()).await
     }

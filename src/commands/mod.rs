@@ -12,12 +12,17 @@ pub mod cancel;
 pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
+pub mod fill;
 pub mod gc;
+pub mod init;
 pub mod logs;
+pub mod looping;
 pub mod maintainer;
 pub mod merge;
+pub mod ready;
 pub mod retry;
 pub mod review;
+pub mod run_worker;
 pub mod show;
 pub mod status;
 pub mod supervise;
@@ -88,6 +93,15 @@ pub enum Command {
     /// processes, and report disk use
     Gc(gc::GcArgs),
 
+    /// List the issues a fill would start now, in order (-v: and why the others wait)
+    Ready(ready::ReadyArgs),
+
+    /// Start workers on ready issues, up to the free slots
+    Fill(fill::FillArgs),
+
+    /// Fill worker slots every interval until interrupted (or, with --until-idle, until all is done)
+    Loop(looping::LoopArgs),
+
     /// Answer the question a blocked worker asked
     Answer(answer::AnswerArgs),
 
@@ -109,6 +123,13 @@ pub enum Command {
     /// Supervise one worker's agent (started by `crew dispatch`)
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
+
+    /// Set this repository up for crew (`--actions`: the GitHub Actions workflows)
+    Init(init::InitArgs),
+
+    /// Run one attempt of an issue in the foreground (the job of the crew-worker workflow)
+    #[command(hide = true)]
+    RunWorker(run_worker::RunWorkerArgs),
 }
 
 /// Runs the chosen command.
@@ -123,6 +144,11 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Brief(args) => brief::run(ctx, args).await,
         Command::Dispatch(args) => dispatch::run(ctx, args).await,
         Command::Supervise(args) => supervise::run(ctx, args).await,
+        Command::Init(args) => init::run(ctx, args).await,
+        Command::RunWorker(args) => run_worker::run(ctx, args).await,
+        Command::Ready(args) => ready::run(ctx, args).await,
+        Command::Fill(args) => fill::run(ctx, args).await,
+        Command::Loop(args) => looping::run(ctx, args).await,
         Command::Answer(args) => answer::run(ctx, args).await,
         Command::Approve(args) => review::approve(ctx, args).await,
         Command::RequestChanges(args) => review::request_changes(ctx, args).await,

@@ -26,6 +26,7 @@
 //!   is redacted) until octocrab puts it in a sensitive header, and every error is scrubbed of it
 //!   before it leaves this module.
 
+mod actions;
 mod board;
 mod budget;
 mod error;
@@ -33,6 +34,7 @@ mod events;
 mod graphql;
 mod leases;
 mod pulls;
+mod relations;
 mod rest;
 mod transport;
 mod wire;
@@ -57,6 +59,7 @@ pub use leases::{HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
 pub use pulls::{
     MergeMethod, MergeOutcome, NewPullRequest, PullEnd, PullRequest, PullReview, ReviewComment,
 };
+pub use relations::{RELATIONS_QUERY, Relations};
 pub use rest::Conditional;
 pub use wire::{
     Branch, BranchCommit, BranchCommitDetail, CollaboratorPermission, GitCommit, GitObject, GitRef,

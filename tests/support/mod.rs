@@ -145,6 +145,11 @@ impl Control {
         }
     }
 
+    /// `GET` any `/_emulator/` path.
+    pub async fn get(&self, path: &str) -> TestResult<Value> {
+        self.call(http::Method::GET, path, None).await
+    }
+
     /// `GET /_emulator/stats`.
     pub async fn stats(&self) -> TestResult<Value> {
         self.call(http::Method::GET, "/_emulator/stats", None).await

@@ -30,6 +30,7 @@ use crate::http::{ApiError, AppState, Caller, RatePoints};
 mod analysis;
 mod project;
 mod query;
+mod tracking;
 mod types;
 
 use project::Mutation;

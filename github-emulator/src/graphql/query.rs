@@ -12,9 +12,9 @@ use super::project::{ProjectHeader, ProjectV2, ProjectV2Item, ProjectV2ItemConne
 use super::types::{
     CommentAuthorAssociation, GhDateTime, GitObjectId, IssueFilters, IssueOrder, IssueOrderField,
     IssueState, IssueStateReason, OrderDirection, PageArgs, PullRequestState, RefOrder,
-    RefOrderField, Uri, connection, database_id, gh_error, paginate,
+    RefOrderField, TrackedIssueStates, Uri, connection, database_id, gh_error, paginate,
 };
-use super::{RequestInfo, info};
+use super::{RequestInfo, info, tracking};
 use crate::state::{self, Permission, State, node_id};
 
 pub struct Query;
@@ -592,6 +592,108 @@ impl Issue {
         Ok(IssueCommentConnection::from_page(page))
     }
 
+    /// The parent entity of the issue.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Issue>> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        Ok(repo
+            .parent_of(self.data.number)
+            .and_then(|n| repo.issues.get(&n))
+            .map(|issue| Issue::of(repo, issue)))
+    }
+
+    /// A list of sub-issues associated with the Issue.
+    async fn sub_issues(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        last: Option<i32>,
+        after: Option<String>,
+        before: Option<String>,
+    ) -> Result<IssueConnection> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        let numbers = repo.sub_issues_of(self.data.number).to_vec();
+        issue_page(repo, numbers, first, last, after, before, "subIssues")
+    }
+
+    /// Summary of the state of an issue's sub-issues
+    async fn sub_issues_summary(&self, ctx: &Context<'_>) -> Result<SubIssuesSummary> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        let children = repo.sub_issues_of(self.data.number);
+        let completed = children
+            .iter()
+            .filter(|n| {
+                repo.issues
+                    .get(n)
+                    .is_some_and(|i| i.state == state::IssueState::Closed)
+            })
+            .count();
+        let total = children.len();
+        let percent = (completed * 100).checked_div(total).unwrap_or(0);
+        let int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(SubIssuesSummary {
+            completed: int(completed),
+            percent_completed: int(percent),
+            total: int(total),
+        })
+    }
+
+    /// A list of issues that track this issue
+    async fn tracked_in_issues(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        last: Option<i32>,
+        after: Option<String>,
+        before: Option<String>,
+    ) -> Result<IssueConnection> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        let numbers = tracking::tracked_in(repo, self.data.number);
+        issue_page(repo, numbers, first, last, after, before, "trackedInIssues")
+    }
+
+    /// A list of issues tracked inside the current issue
+    async fn tracked_issues(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        last: Option<i32>,
+        after: Option<String>,
+        before: Option<String>,
+    ) -> Result<IssueConnection> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        let numbers = tracking::tracked_by(repo, &self.data);
+        issue_page(repo, numbers, first, last, after, before, "trackedIssues")
+    }
+
+    /// The number of tracked issues for this issue
+    async fn tracked_issues_count(
+        &self,
+        ctx: &Context<'_>,
+        states: Option<Vec<Option<TrackedIssueStates>>>,
+    ) -> Result<i32> {
+        let state = info(ctx).shared.lock();
+        let repo = repo_by_key(&state, &self.repo.key)?;
+        let wanted: Option<Vec<TrackedIssueStates>> =
+            states.map(|states| states.into_iter().flatten().collect());
+        let count = tracking::tracked_by(repo, &self.data)
+            .into_iter()
+            .filter_map(|n| repo.issues.get(&n))
+            .filter(|issue| {
+                let of_issue = match issue.state {
+                    state::IssueState::Open => TrackedIssueStates::Open,
+                    state::IssueState::Closed => TrackedIssueStates::Closed,
+                };
+                wanted.as_ref().is_none_or(|w| w.contains(&of_issue))
+            })
+            .count();
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
     /// List of project items associated with this issue.
     async fn project_items(
         &self,
@@ -637,6 +739,48 @@ impl Issue {
         )?;
         Ok(ProjectV2ItemConnection::from_page(page))
     }
+}
+
+/// `SubIssuesSummary`.
+#[derive(SimpleObject)]
+pub struct SubIssuesSummary {
+    /// Count of completed sub-issues
+    completed: i32,
+    /// Percent of sub-issues which are completed
+    percent_completed: i32,
+    /// Count of total number of sub-issues
+    total: i32,
+}
+
+/// A page of `repo`'s issues named by `numbers` (in that order; numbers that are gone or are
+/// pull requests are skipped), keyed by number.
+fn issue_page(
+    repo: &state::Repo,
+    numbers: Vec<u64>,
+    first: Option<i32>,
+    last: Option<i32>,
+    after: Option<String>,
+    before: Option<String>,
+    connection: &str,
+) -> Result<IssueConnection> {
+    let nodes: Vec<Issue> = numbers
+        .into_iter()
+        .filter_map(|n| repo.issues.get(&n))
+        .filter(|issue| issue.pull.is_none())
+        .map(|issue| Issue::of(repo, issue))
+        .collect();
+    let page = paginate(
+        nodes,
+        |i| i.data.number.to_string(),
+        &PageArgs {
+            first,
+            last,
+            after,
+            before,
+        },
+        connection,
+    )?;
+    Ok(IssueConnection::from_page(page))
 }
 
 /// A pull request, as project item content.

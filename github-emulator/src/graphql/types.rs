@@ -101,6 +101,13 @@ pub enum IssueStateReason {
     Reopened,
 }
 
+/// The states `trackedIssuesCount` can count.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum TrackedIssueStates {
+    Closed,
+    Open,
+}
+
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 pub enum PullRequestState {
     Closed,

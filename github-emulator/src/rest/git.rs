@@ -272,7 +272,7 @@ async fn create_ref(
     Path((owner, name)): Path<(String, String)>,
     GhJson(body): GhJson<CreateRef>,
 ) -> Result<Response, ApiError> {
-    let state = shared.lock();
+    let mut state = shared.lock();
     let repo = visible_repo(&state, &caller, &owner, &name)?;
     require(&state, &caller, repo, Permission::Write)?;
     let full = body.r#ref.ok_or_else(|| invalid_request("ref"))?;
@@ -297,7 +297,22 @@ async fn create_ref(
         .docs(DOCS_REFS));
     }
     let value = git_ref(&shared.base_url, repo, &full, oid, kind);
+    let message = commit_message(&git, oid);
+    drop(git);
+    state.record_ref_write(
+        format!("{owner}/{name}"),
+        full,
+        Some(oid.to_string()),
+        message,
+    );
     Ok(created(value))
+}
+
+/// The message of commit `oid`, if it is one.
+fn commit_message(git: &git2::Repository, oid: git2::Oid) -> Option<String> {
+    git.find_commit(oid)
+        .ok()
+        .and_then(|commit| commit.message().map(str::to_string))
 }
 
 /// 201 with GitHub's `Location` header.
@@ -365,7 +380,7 @@ async fn update_ref(
     Path((owner, name, short)): Path<(String, String, String)>,
     GhJson(body): GhJson<UpdateRef>,
 ) -> Result<Response, ApiError> {
-    let state = shared.lock();
+    let mut state = shared.lock();
     let repo = visible_repo(&state, &caller, &owner, &name)?;
     require(&state, &caller, repo, Permission::Write)?;
     let sha = body.sha.ok_or_else(|| invalid_request("sha"))?;
@@ -392,7 +407,16 @@ async fn update_ref(
             git2::ErrorCode::Modified => not_fast_forward(),
             _ => ApiError::from(error),
         })?;
-    Ok(axum::Json(git_ref(&shared.base_url, repo, &full, new, kind)).into_response())
+    let value = git_ref(&shared.base_url, repo, &full, new, kind);
+    let message = commit_message(&git, new);
+    drop(git);
+    state.record_ref_write(
+        format!("{owner}/{name}"),
+        full,
+        Some(new.to_string()),
+        message,
+    );
+    Ok(axum::Json(value).into_response())
 }
 
 async fn delete_ref(
@@ -400,7 +424,7 @@ async fn delete_ref(
     Extension(caller): Extension<Caller>,
     Path((owner, name, short)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let state = shared.lock();
+    let mut state = shared.lock();
     let repo = visible_repo(&state, &caller, &owner, &name)?;
     require(&state, &caller, repo, Permission::Write)?;
     let git = open(repo)?;
@@ -414,6 +438,9 @@ async fn delete_ref(
         return Ok(unprocessable());
     };
     reference.delete()?;
+    drop(reference);
+    drop(git);
+    state.record_ref_write(format!("{owner}/{name}"), full, None, None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

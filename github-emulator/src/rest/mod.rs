@@ -14,7 +14,7 @@ use crate::http::{ApiError, AppState, Caller};
 use crate::render;
 use crate::state::{Permission, Repo, State};
 
-mod actions;
+pub(crate) mod actions;
 mod git;
 mod issues;
 mod pulls;

@@ -1,0 +1,206 @@
+//! `crew fill [--max N] [--dry-run]`: one round of scheduling. Reconciles this host's workers,
+//! reads the world, plans ([`crate::scheduler::plan`]) and carries the plan out: each start is a
+//! `crew dispatch`, decided by the issue's lease, so several fills (hosts, a scheduled Action)
+//! running at once never put two workers on one issue.
+
+use std::io::Write;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::commands::ready::reason;
+use crate::context::Ctx;
+use crate::error::CrewError;
+use crate::schedule::{self, Applied};
+use crate::scheduler::{Action, Plan};
+
+/// Start workers on ready issues, up to the free slots
+#[derive(Debug, Args)]
+pub struct FillArgs {
+    /// Start at most this many workers now
+    #[arg(long, value_name = "N")]
+    pub max: Option<u32>,
+
+    /// Print the plan and start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `crew fill --json`.
+#[derive(Debug, Serialize)]
+pub struct FillView {
+    pub dry_run: bool,
+    pub plan: Plan,
+    /// What happened to each action (empty in a dry run).
+    pub applied: Vec<Applied>,
+}
+
+pub async fn run(ctx: &Ctx, args: &FillArgs) -> Result<(), CrewError> {
+    let view = fill(ctx, args.max, args.dry_run).await?;
+    if ctx.settings.json {
+        return ctx.printer.json(&view);
+    }
+    ctx.printer.out(|w| render(w, &view))
+}
+
+/// One round: reconcile (unless a dry run), observe, plan, apply.
+pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView, CrewError> {
+    if !dry_run {
+        match crate::reconcile::reconcile_local(ctx).await {
+            Ok(report) => crate::reconcile::print_report(&ctx.printer, &report),
+            Err(error) => ctx.printer.warn(format_args!(
+                "could not reconcile this host's workers: {error}"
+            )),
+        }
+    }
+    let mut observation = schedule::observe_world(ctx).await?;
+    let mut plan = schedule::plan(ctx, &mut observation.world).await?;
+    if let Some(max) = max {
+        limit(&mut plan, max);
+    }
+    let applied = if dry_run {
+        Vec::new()
+    } else {
+        schedule::apply(ctx, &plan, &observation.observed).await
+    };
+    Ok(FillView {
+        dry_run,
+        plan,
+        applied,
+    })
+}
+
+/// Keeps the first `max` dispatches (and the recoveries that go with them).
+fn limit(plan: &mut Plan, max: u32) {
+    let mut kept = Vec::new();
+    let mut dispatches = 0;
+    for action in &plan.actions {
+        if let Action::Dispatch { issue, .. } = action
+            && dispatches < max
+        {
+            dispatches += 1;
+            kept.push(*issue);
+        }
+    }
+    plan.actions.retain(|action| match action {
+        Action::Dispatch { issue, .. } | Action::Recover { issue, .. } => kept.contains(issue),
+    });
+}
+
+fn render(w: &mut dyn Write, view: &FillView) -> std::io::Result<()> {
+    let slots = &view.plan.slots;
+    writeln!(
+        w,
+        "slots: {} of {} used ({} of {} on this host), {} free",
+        slots.used, slots.max, slots.used_here, slots.max_per_host, slots.free
+    )?;
+    if let Some(stopped) = &view.plan.stopped {
+        writeln!(w, "nothing starts: {stopped}")?;
+    }
+    if view.dry_run {
+        for action in &view.plan.actions {
+            match action {
+                Action::Dispatch {
+                    issue,
+                    title,
+                    attempt,
+                    reason: why,
+                } => writeln!(
+                    w,
+                    "would dispatch #{issue} {title} (attempt {attempt}, {})",
+                    reason(*why)
+                )?,
+                Action::Recover {
+                    issue,
+                    worker,
+                    host,
+                    ..
+                } => writeln!(
+                    w,
+                    "would recover #{issue} from {worker} on {host} (its lease expired)"
+                )?,
+            }
+        }
+        if view.plan.actions.is_empty() {
+            writeln!(w, "nothing to start")?;
+        }
+        return Ok(());
+    }
+    for applied in &view.applied {
+        match (&applied.dispatch, applied.outcome) {
+            (Some(dispatch), _) => writeln!(
+                w,
+                "dispatched #{} attempt {} ({}) worker {}",
+                applied.issue,
+                dispatch.attempt,
+                applied.reason.map_or("", reason),
+                dispatch.worker
+            )?,
+            (None, outcome) => writeln!(
+                w,
+                "#{}: {outcome}{}",
+                applied.issue,
+                applied
+                    .message
+                    .as_deref()
+                    .map(|message| format!(": {message}"))
+                    .unwrap_or_default()
+            )?,
+        }
+    }
+    if view.applied.is_empty() {
+        writeln!(w, "nothing to start")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{DispatchReason, Slots};
+
+    fn dispatch(issue: u64) -> Action {
+        Action::Dispatch {
+            issue,
+            title: String::new(),
+            attempt: 1,
+            reason: DispatchReason::New,
+        }
+    }
+
+    #[test]
+    fn max_keeps_the_first_dispatches_and_their_recoveries() {
+        let mut plan = Plan {
+            slots: Slots {
+                max: 5,
+                used: 0,
+                max_per_host: 5,
+                used_here: 0,
+                free: 5,
+            },
+            actions: vec![
+                Action::Recover {
+                    issue: 1,
+                    worker: "w".to_owned(),
+                    host: "h".to_owned(),
+                    attempt: 1,
+                    expired_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                },
+                dispatch(1),
+                dispatch(2),
+                dispatch(3),
+            ],
+            waiting: Vec::new(),
+            stopped: None,
+        };
+        limit(&mut plan, 2);
+        let issues: Vec<u64> = plan
+            .actions
+            .iter()
+            .map(|action| match action {
+                Action::Dispatch { issue, .. } | Action::Recover { issue, .. } => *issue,
+            })
+            .collect();
+        assert_eq!(issues, vec![1, 1, 2]);
+    }
+}
