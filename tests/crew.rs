@@ -21,6 +21,7 @@ mod logs_cancel;
 mod read_side;
 mod relations;
 mod scale_out;
+mod schedule;
 mod supervise;
 mod sync;
 mod workspace;

@@ -389,7 +389,14 @@ async fn a_vanished_hosts_issues_are_recovered_by_the_others_after_the_lease_ttl
     );
     let writes = lease_writes(&fleet.emulator).await?;
     let (peak, per_host, doubled) = replay(&writes);
-    assert!(doubled.is_empty(), "two live workers on {doubled:?}");
+    let history: Vec<_> = writes
+        .iter()
+        .filter(|(issue, _, _)| doubled.contains(issue))
+        .collect();
+    assert!(
+        doubled.is_empty(),
+        "two live workers on {doubled:?}: {history:#?}"
+    );
     assert!(
         peak <= MAX as usize,
         "{peak} live workers at once, max {MAX}"

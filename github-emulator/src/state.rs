@@ -348,7 +348,9 @@ impl State {
         message: Option<String>,
     ) {
         let seq = self.ref_writes.len() as u64 + 1;
-        let at = self.now();
+        // Not `now()`: GitHub's seconds are too coarse to order a write against a lease's
+        // sub-second expiry.
+        let at = Utc::now() + Duration::seconds(self.data.clock_offset_seconds);
         self.ref_writes.push(RefWrite {
             seq,
             repo,

@@ -54,9 +54,19 @@ pub async fn run(ctx: &Ctx, args: &LoopArgs) -> Result<(), CrewError> {
     let mut cycle = 0_u64;
     loop {
         cycle += 1;
-        let round = tokio::select! {
-            round = fill(ctx, None, false) => round,
-            _ = interrupts.recv() => break,
+        // A cycle in progress is finished, not abandoned: dropping it mid-dispatch would leave a
+        // lease and an `assigned` comment for the next reconcile to clean up.
+        let round = fill(ctx, None, false);
+        tokio::pin!(round);
+        let mut stopping = false;
+        let round = loop {
+            tokio::select! {
+                round = &mut round => break round,
+                _ = interrupts.recv(), if !stopping => {
+                    stopping = true;
+                    ctx.printer.status("stopping after this cycle's dispatches");
+                }
+            }
         };
         match round {
             Ok(view) => {
@@ -71,6 +81,9 @@ pub async fn run(ctx: &Ctx, args: &LoopArgs) -> Result<(), CrewError> {
             // A cycle that failed (GitHub unreachable, rate-limited) is reported; the next one
             // tries again.
             Err(error) => ctx.printer.error(&error),
+        }
+        if stopping {
+            break;
         }
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}

@@ -432,8 +432,18 @@ fn list_worktrees(repo_root: &Path) -> Result<Vec<WorktreeEntry>, WorkspaceError
 pub fn worker_worktrees(
     repo_root: &Path,
 ) -> Result<Vec<(PathBuf, super::WorkerContext)>, WorkspaceError> {
+    // A `git worktree add` running at this moment (another dispatch) can make the listing fail
+    // for an instant ("failed to read .../commondir"): look again before giving up.
+    let mut listed = list_worktrees(repo_root);
+    for _ in 0..5 {
+        if listed.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        listed = list_worktrees(repo_root);
+    }
     let mut found = Vec::new();
-    for entry in list_worktrees(repo_root)? {
+    for entry in listed? {
         if entry.main || entry.initializing || !entry.path.is_dir() {
             continue;
         }

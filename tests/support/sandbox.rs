@@ -53,12 +53,25 @@ impl Sandbox {
     /// says otherwise, a handover is not followed by a replacement attempt
     /// (`replace_on_handover = false`), so a test sees one attempt at a time.
     pub async fn with_config(script: &str, extra: &str) -> TestResult<Sandbox> {
+        Sandbox::build(|_| {}, script, extra).await
+    }
+
+    /// [`Sandbox::with_config`] on the sandbox's world as `edit` changes it.
+    pub async fn build(
+        edit: impl FnOnce(&mut World),
+        script: &str,
+        extra: &str,
+    ) -> TestResult<Sandbox> {
         let extra = if extra.contains("replace_on_handover") {
             extra.to_owned()
         } else {
             format!("replace_on_handover = false\n{extra}")
         };
-        let emulator = emulator_with(world).await?;
+        let emulator = emulator_with(|world_to_edit| {
+            world(world_to_edit);
+            edit(world_to_edit);
+        })
+        .await?;
         let url = emulator
             .clone_url("acme", "widgets")
             .ok_or("acme/widgets has no clone url")?;
