@@ -6,6 +6,7 @@ mod support;
 mod actions_runtime;
 mod agent_side;
 mod brief;
+mod cache_loss;
 mod contract;
 mod dispatch;
 mod dispatch_crash;

@@ -137,8 +137,30 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cache {path} is damaged and could not be moved aside: {source}")]
+    SetAside {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cache worker thread failed: {0}")]
     Join(String),
+}
+
+impl CacheError {
+    /// The file is not a database, or a corrupt one: nothing in it can be trusted or kept.
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            CacheError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(failure, _),
+                ..
+            } => matches!(
+                failure.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl crate::error::Classify for CacheError {
@@ -197,7 +219,28 @@ impl Cache {
     }
 
     /// [`Cache::open`] for callers that are not on the async runtime.
+    ///
+    /// A file that is not a database or is corrupt (a bad disk, a truncated copy) is set aside as
+    /// `<name>.corrupt-<unix time>` and a fresh cache is made in its place: the cache only
+    /// mirrors GitHub, so the next sync rebuilds it, and this host's process rows are found
+    /// again from the worktrees. A cache from a newer crew is not touched (that crew still
+    /// reads it): [`CacheError::NewerSchema`] says so.
     pub fn open_blocking(path: &Path) -> Result<Cache, CacheError> {
+        match Cache::open_once(path) {
+            Err(error) if error.is_damaged() && path != Path::new(":memory:") => {
+                let aside = set_aside(path)?;
+                tracing::warn!(
+                    "the cache {} was damaged ({error}); moved it to {} and starting afresh",
+                    path.display(),
+                    aside.display()
+                );
+                Cache::open_once(path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Cache, CacheError> {
         let label: Arc<str> = path.display().to_string().into();
         let in_memory = path == Path::new(":memory:");
         if !in_memory
@@ -335,6 +378,27 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| CacheError::Join(error.to_string()))
+}
+
+/// Moves a damaged cache file (and its WAL and shared-memory files) aside; returns where.
+fn set_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{stamp}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside).map_err(|source| CacheError::SetAside {
+        path: path.display().to_string(),
+        source,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut extra = path.as_os_str().to_owned();
+        extra.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(extra));
+    }
+    Ok(aside)
 }
 
 /// Brings `connection` up to [`SCHEMA_VERSION`], one transaction per migration.
