@@ -13,6 +13,7 @@ mod dispatch_crash;
 mod doctor;
 mod emulator_serve;
 mod events;
+mod fault_matrix;
 mod gc;
 mod github_client;
 mod lease_writes;

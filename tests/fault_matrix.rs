@@ -1,0 +1,157 @@
+//! The fault matrix of a dispatch (issue 8): for each GitHub operation `crew dispatch` performs,
+//! inject a 502, a 504 (GitHub's gateway timeout), a secondary rate limit with `retry-after`,
+//! and "the write was applied but its response was lost"; then primary-limit exhaustion. Each
+//! case must end with the operation done exactly once (one lease at attempt 1, one `assigned`
+//! comment, the label once) — at once, or after one more `crew dispatch` when the first exited
+//! 3 — and never with a duplicate or a half-done state the next run cannot finish. The test
+//! prints the matrix it observed.
+
+use github_emulator::World;
+use github_emulator::world::WorldIssue;
+use serde_json::{Value, json};
+
+use crate::support::sandbox::{Sandbox, text};
+use crate::support::{Control, TestResult};
+
+/// Every request a dispatch makes (DESIGN.md 7: 8 of them).
+const ROUTES: [&str; 8] = [
+    "GET /repos/{owner}/{repo}/issues/{issue_number}",
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/comments",
+    "GET /repos/{owner}/{repo}/git/ref/{ref}",
+    "GET /repos/{owner}/{repo}/branches/{branch}",
+    "POST /repos/{owner}/{repo}/git/commits",
+    "POST /repos/{owner}/{repo}/git/refs",
+    "POST /repos/{owner}/{repo}/issues/{issue_number}/comments",
+    "POST /repos/{owner}/{repo}/issues/{issue_number}/labels",
+];
+
+fn faults() -> Vec<(&'static str, Value)> {
+    vec![
+        ("502", json!({"fault": "error", "status": 502, "times": 1})),
+        ("504", json!({"fault": "error", "status": 504, "times": 1})),
+        (
+            "secondary limit",
+            json!({"fault": "secondary_limit", "retry_after": 1, "times": 1}),
+        ),
+        (
+            "response lost",
+            json!({"fault": "drop_after_write", "times": 1}),
+        ),
+    ]
+}
+
+/// Open issues #10.. for the cases (the sandbox's own #1..#9 stay as they are).
+fn many(world: &mut World) {
+    if let Some(repo) = world.repos.first_mut() {
+        // Issue numbers follow the world's list: these are #10..=#60.
+        for _ in 10..=60 {
+            repo.issues.push(WorldIssue {
+                title: "A case of the fault matrix".to_owned(),
+                body: None,
+                author: Some("maintainer".to_owned()),
+                labels: Vec::new(),
+                assignees: Vec::new(),
+                state: "open".to_owned(),
+                comments: Vec::new(),
+            });
+        }
+    }
+}
+
+/// What GitHub holds for `issue` after a case: (lease attempts, `assigned` comments, labels).
+async fn effects(sandbox: &Sandbox, issue: u64) -> TestResult<(Vec<u32>, usize, Vec<String>)> {
+    let leases: Vec<u32> = sandbox
+        .lease_refs()
+        .await?
+        .into_iter()
+        .filter(|(number, _, _)| *number == issue)
+        .map(|(_, attempt, _)| attempt)
+        .collect();
+    let assigned = sandbox.assigned(issue).await?.len();
+    let labels = sandbox
+        .github
+        .issue(&sandbox.repo, issue)
+        .await?
+        .map(|found| found.label_names().map(str::to_owned).collect())
+        .unwrap_or_default();
+    Ok((leases, assigned, labels))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestResult {
+    let sandbox = Sandbox::build(many, "sleep 30", "").await?;
+    let control = Control::new(&sandbox.emulator)?;
+    let mut issue = 10_u64;
+    let mut table = Vec::new();
+    for route in ROUTES {
+        for (name, fault) in faults() {
+            let mut rule = fault.clone();
+            rule["route"] = json!(route);
+            control.faults(json!([rule])).await?;
+            let number = issue.to_string();
+            let first = sandbox.crew(&["dispatch", &number]).await?;
+            // The fault fired (a consumed rule is removed).
+            let left = control.get("/_emulator/faults").await?;
+            assert_eq!(
+                left["rules"],
+                json!([]),
+                "{route} / {name}: the fault never fired"
+            );
+            control.clear_faults().await?;
+            let outcome = match first.status.code() {
+                Some(0) => "done".to_owned(),
+                Some(3) => {
+                    // A clear "GitHub failed" exit: the next run must finish the job.
+                    let second = sandbox.crew(&["dispatch", &number]).await?;
+                    assert_eq!(
+                        second.status.code(),
+                        Some(0),
+                        "{route} / {name}: the rerun failed: {:?}",
+                        text(&second)
+                    );
+                    "exit 3, rerun done".to_owned()
+                }
+                other => {
+                    return Err(
+                        format!("{route} / {name}: exit {other:?}: {:?}", text(&first)).into(),
+                    );
+                }
+            };
+            let (leases, assigned, labels) = effects(&sandbox, issue).await?;
+            assert_eq!(leases, vec![1], "{route} / {name}: leases");
+            assert_eq!(assigned, 1, "{route} / {name}: assigned comments");
+            assert_eq!(
+                labels
+                    .iter()
+                    .filter(|label| *label == "crew:working")
+                    .count(),
+                1,
+                "{route} / {name}: labels {labels:?}"
+            );
+            table.push(format!("| {route} | {name} | {outcome} |"));
+            let cancel = sandbox.crew(&["cancel", &number]).await?;
+            assert!(cancel.status.success(), "{:?}", text(&cancel));
+            issue += 1;
+        }
+    }
+
+    // The primary limit exhausted: exit 3 before anything is written, then fine once it resets.
+    control.rate_limit("crew-bot", "core", 0).await?;
+    let number = issue.to_string();
+    let limited = sandbox.crew(&["dispatch", &number]).await?;
+    let (_, stderr) = text(&limited);
+    assert_eq!(limited.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("rate limit"), "{stderr}");
+    assert_eq!(effects(&sandbox, issue).await?, (Vec::new(), 0, Vec::new()));
+    control.rate_limit("crew-bot", "core", 5000).await?;
+    let after = sandbox.crew(&["dispatch", &number]).await?;
+    assert!(after.status.success(), "{:?}", text(&after));
+    table.push("| (every route) | primary limit exhausted | exit 3, nothing written; rerun after reset done |".to_owned());
+    let cancel = sandbox.crew(&["cancel", &number]).await?;
+    assert!(cancel.status.success(), "{:?}", text(&cancel));
+    eprintln!(
+        "| operation | fault | outcome |\n|---|---|---|\n{}",
+        table.join("\n")
+    );
+    Ok(())
+}
