@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod dashboard;
 pub mod env_vars;
 pub mod error;
 pub mod github;

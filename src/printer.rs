@@ -17,6 +17,7 @@ use std::fmt::{self, Display};
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::env_vars;
@@ -257,6 +258,28 @@ impl Printer {
         }
     }
 
+    /// Whether to draw progress bars: on a terminal only (they redraw lines in place), and not
+    /// with `-q` or `--json` (`json`), whose callers want data and nothing else.
+    pub fn shows_progress(&self, json: bool) -> bool {
+        self.err_is_terminal() && self.verbosity != Verbosity::Quiet && !json
+    }
+
+    /// A progress bar on stderr over `len` steps named `what`, or a hidden one (every call on it
+    /// a no-op) when [`Printer::shows_progress`] says no. Finish it with `finish_and_clear`.
+    pub fn progress(&self, len: u64, what: &str, json: bool) -> ProgressBar {
+        if !self.shows_progress(json) {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len}")
+                .map(|style| style.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(what.to_string());
+        bar
+    }
+
     /// Writes data to stdout. A closed pipe counts as success; other failures are internal errors.
     pub fn out(
         &self,
@@ -412,6 +435,13 @@ mod tests {
         assert!(!ColorChoice::Auto.enabled(true, &dumb));
         assert!(ColorChoice::Always.enabled(false, &no_color));
         assert!(!ColorChoice::Never.enabled(true, &plain));
+    }
+
+    #[test]
+    fn progress_is_hidden_off_a_terminal() {
+        let (printer, _) = Printer::capture(Verbosity::Normal, true);
+        assert!(!printer.shows_progress(false));
+        assert!(printer.progress(3, "worktrees", false).is_hidden());
     }
 
     #[test]

@@ -43,7 +43,9 @@ use serde::Serialize;
 use crate::cache::ProcessRow;
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::RepoSlug;
+use crate::github::{LeaseWriteError, RepoSlug};
+use crate::observe::Observed;
+use crate::protocol::State;
 use crate::worker::{
     self, Abandoned, ExitRecord, LeaseFate, LeaseHandle, ProcessIdentity, StopReason,
     SupervisedWorker, SupervisorConfig, SupervisorSpec,
@@ -748,6 +750,160 @@ pub async fn stop_process(identity: ProcessIdentity, grace: Duration) -> bool {
 fn same_path(a: &Path, b: &Path) -> bool {
     let canonical = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     canonical(a) == canonical(b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases of this host that no worker here holds
+
+/// A lease this host held for a worker that never started.
+#[derive(Debug, Serialize)]
+pub struct LeaseLine {
+    pub issue: u64,
+    pub worker: String,
+    pub attempt: u32,
+    /// `released`, `would_release`, `superseded` (someone else holds it now) or `failed`.
+    pub action: &'static str,
+    /// The handover posted because the attempt's `assigned` comment was already out.
+    pub handover_comment: Option<u64>,
+    pub reason: String,
+}
+
+/// Live leases of this host's *local* workers that no worker here holds, no dispatch is placing
+/// and no worktree records: dispatches killed after taking the lease (and perhaps posting the
+/// `assigned` comment) but before their worktree existed. Each is released — after a handover
+/// when the comment was out — so no issue stays claimed by nobody until the lease expires.
+/// Actions workers are skipped: they never have a local trace. `crew gc` and every fill cycle
+/// call this; with `dry_run` it only reports.
+pub async fn abandoned_leases(
+    ctx: &Ctx,
+    observed: &Observed,
+    workers: &[LocalWorker],
+    dry_run: bool,
+) -> Vec<LeaseLine> {
+    let mut leases = Vec::new();
+    for observed_lease in &observed.leases {
+        let Ok(lease) = &observed_lease.lease else {
+            continue;
+        };
+        let ours_and_live = lease.host == ctx.settings.host
+            && lease.runtime == "local"
+            && lease.status(observed.now) == crate::protocol::lease::LeaseStatus::Live;
+        let known = workers.iter().any(|local| local.worker == lease.worker);
+        if !ours_and_live || known || dispatching(ctx, lease.issue) {
+            continue;
+        }
+        leases.push(abandoned_lease(ctx, observed, lease, dry_run).await);
+    }
+    leases
+}
+
+/// Whether a `crew dispatch` of `issue` runs on this clone right now (it holds the dispatch lock).
+fn dispatching(ctx: &Ctx, issue: u64) -> bool {
+    ctx.settings.repo_root.as_deref().is_some_and(|root| {
+        worker::lock::is_locked(&worker::lock::dispatch_lock_path(root, issue)).unwrap_or(true)
+    })
+}
+
+/// Releases `lease`, held by this host for a worker with no worktree, process or dispatch here;
+/// posts a handover first when the issue's events show that worker's `assigned` comment (so the
+/// comment is not left without a worker). The handover's op is the salvage op of the attempt, so
+/// a gc that is itself interrupted finds it on its next run.
+async fn abandoned_lease(
+    ctx: &Ctx,
+    observed: &Observed,
+    lease: &crate::protocol::lease::Lease,
+    dry_run: bool,
+) -> LeaseLine {
+    let announced = observed.issue(lease.issue).is_some_and(|issue| {
+        issue.state.worker.as_deref() == Some(lease.worker.as_str())
+            && issue.state.attempt == Some(u64::from(lease.attempt))
+            && issue.state.state == State::Assigned
+    });
+    let mut line = LeaseLine {
+        issue: lease.issue,
+        worker: lease.worker.clone(),
+        attempt: lease.attempt,
+        action: "would_release",
+        handover_comment: None,
+        reason: "held by this host, but no worktree, process or dispatch of its worker is here"
+            .to_owned(),
+    };
+    if dry_run {
+        return line;
+    }
+    match release_abandoned(ctx, observed, lease, announced).await {
+        Ok((action, comment)) => {
+            line.action = action;
+            line.handover_comment = comment;
+        }
+        Err(error) => {
+            line.action = "failed";
+            line.reason = error.to_string();
+        }
+    }
+    line
+}
+
+async fn release_abandoned(
+    ctx: &Ctx,
+    observed: &Observed,
+    lease: &crate::protocol::lease::Lease,
+    announced: bool,
+) -> Result<(&'static str, Option<u64>), CrewError> {
+    let github = ctx.github().await?;
+    let held = match github
+        .reclaim_lease(
+            &observed.repo,
+            &ctx.settings.config.lease_ref_prefix,
+            lease.issue,
+            &lease.worker,
+            lease.attempt,
+        )
+        .await
+    {
+        Ok(held) => held,
+        Err(LeaseWriteError::Superseded { .. }) => return Ok(("superseded", None)),
+        Err(error) => return Err(error.into()),
+    };
+    let mut comment = None;
+    if announced {
+        let event = crate::protocol::Event {
+            issue: lease.issue,
+            attempt: u64::from(lease.attempt),
+            worker: lease.worker.clone(),
+            op: worker::supervisor::salvage_op(&lease.worker, lease.attempt),
+            at: lease.acquired_at,
+            body: crate::protocol::EventBody::Handover(crate::protocol::Handover {
+                summary: "crew gc: the dispatch of this attempt was interrupted before its agent                           started; nothing was done."
+                    .to_owned(),
+                next_steps: vec!["Dispatch the next attempt.".to_owned()],
+                files: Vec::new(),
+                base_sha: None,
+                head_sha: None,
+            }),
+        };
+        let prompts = crate::prompt::Prompts::load(ctx.settings.repo_root.as_deref())?;
+        let body =
+            prompts.comment_body(&event, &crate::prompt::CommentContext::from_event(&event))?;
+        let posted = github
+            .post_event(
+                &observed.repo,
+                lease.issue,
+                &event,
+                &body,
+                crate::github::PostMode::Resume,
+            )
+            .await?;
+        comment = Some(posted.comment_id);
+    }
+    match github
+        .release_lease(&observed.repo, &held, chrono::Utc::now())
+        .await
+    {
+        Ok(_) => Ok(("released", comment)),
+        Err(LeaseWriteError::Superseded { .. }) => Ok(("superseded", comment)),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

@@ -237,6 +237,41 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
     applied
 }
 
+/// Finishes a dispatch of this host that died before its agent started, as the same attempt
+/// (`crew dispatch` recognises its own interrupted dispatch; see [`dispatch`]).
+pub async fn resume(ctx: &Ctx, observed: &Observed, issue: u64) -> Applied {
+    let (agent, profile) = last_placement(observed, issue);
+    let args = DispatchArgs {
+        issues: vec![issue],
+        agent,
+        profile,
+        runtime: Runtime::Local,
+        past_max: false,
+        recovering: None,
+        slots: None,
+    };
+    match dispatch::dispatch_one(ctx, &args, issue).await {
+        Ok(view) => Applied {
+            issue,
+            outcome: if view.resumed { "resumed" } else { "dispatched" },
+            reason: None,
+            dispatch: Some(view),
+            message: None,
+        },
+        Err(error) => Applied {
+            issue,
+            outcome: if error.kind() == ErrorKind::LostRace {
+                "lost"
+            } else {
+                "failed"
+            },
+            reason: None,
+            dispatch: None,
+            message: Some(error.to_string()),
+        },
+    }
+}
+
 /// The agent and profile of the issue's newest `assigned` event: a continuation keeps them.
 fn last_placement(observed: &Observed, issue: u64) -> (Option<String>, Option<String>) {
     observed

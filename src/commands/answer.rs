@@ -19,6 +19,11 @@ use crate::protocol::{EventBody, EventKind};
 
 /// Answer the question a blocked worker asked
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew answer 42 "Use the v2 API; v1 is going away"
+      Answer #42's question; its next attempt starts
+  crew answer 42 --no-dispatch "Yes, drop Python 3.8"
+      Answer, and leave the restart to `crew fill`"#)]
 pub struct AnswerArgs {
     /// The issue number
     pub issue: u64,

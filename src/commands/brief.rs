@@ -37,6 +37,11 @@ pub(crate) const PROMPT_FILE: &str = "prompt.md";
 /// Print the prompt and the exact command line the next attempt at an issue would run, without
 /// running anything
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew brief 42
+      Print the prompt and command line #42's next attempt would run
+  crew brief 42 --agent codex --profile research
+      ... with another agent and profile")]
 pub struct BriefArgs {
     /// The issue number
     pub issue: u64,
@@ -234,7 +239,8 @@ pub(crate) async fn gather(
     if issue.is_pull_request() {
         return Err(CrewError::user(format!(
             "#{number} in {repo} is a pull request, not an issue"
-        )));
+        ))
+        .with_hint("pass the number of the issue the pull request is for"));
     }
     let comments = github.issue_comments(repo, number).await?;
     let state = fold(

@@ -56,6 +56,10 @@ pub(crate) const STARTUP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Stop an issue's worker, save its work, and record the issue as cancelled
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew cancel 42                               Stop #42's worker, save its work, record it cancelled
+  crew cancel 42 --reason "superseded by #57"  ... saying why in the `cancelled` comment
+  crew cancel 42 --force                       ... even when another host's worker holds the lease"#)]
 pub struct CancelArgs {
     /// The issue number
     pub issue: u64,
@@ -163,6 +167,9 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
         return Err(CrewError::user(format!(
             "#{number} is {}: there is no attempt to cancel",
             state.state
+        ))
+        .with_hint(format!(
+            "nothing to cancel: no attempt was started (`crew show {number}` shows its history)"
         )));
     };
     let worker_id = state
@@ -204,12 +211,19 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
         Err(_) if state.state == State::Cancelled => {
             return Err(CrewError::user(format!(
                 "#{number} is already cancelled (attempt {attempt})"
+            ))
+            .with_hint(format!(
+                "nothing is left running here; `crew gc` removes its worktree, \
+                 `crew show {number}` shows its history"
             )));
         }
         Err(_) => {
             return Err(CrewError::user(format!(
                 "#{number} is {}: only an active issue can be cancelled",
                 state.state
+            ))
+            .with_hint(format!(
+                "no worker runs on it; `crew show {number}` shows where it stands"
             )));
         }
     };

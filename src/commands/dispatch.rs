@@ -72,6 +72,15 @@ impl Runtime {
 /// Start a worker on each issue: take its lease, announce it, prepare its worktree and run the
 /// agent under a detached supervisor
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew dispatch 42
+      Start a worker on #42 with workers.agent and workers.profile
+  crew dispatch 42 43 44
+      Start one worker per issue
+  crew dispatch 42 --profile research
+      Use the read-only `research` tool profile
+  crew dispatch 42 --agent codex --runtime actions
+      Run codex on a GitHub Actions runner")]
 pub struct DispatchArgs {
     /// The issue numbers
     #[arg(required = true, value_name = "ISSUE")]
@@ -288,7 +297,8 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
         None => {
             return Err(CrewError::user(
                 "crew dispatch needs a clone of the repository: run it inside one",
-            ));
+            )
+            .with_hint("`cd` into a clone of the repository (workers get worktrees of it)"));
         }
     };
 
@@ -319,6 +329,10 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
         return Err(CrewError::user(format!(
             "#{number} is {}; not dispatching it",
             state.state
+        ))
+        .with_hint(format!(
+            "completed and cancelled issues get no more attempts: open a new issue for more work \
+             (`crew show {number}` shows this one's history)"
         )));
     }
     // A dispatch of ours on this host that stopped after announcing its attempt (and before its

@@ -34,6 +34,11 @@ use crate::settings::{Env, ProjectConfig, Settings};
 
 /// Check the token, repository, settings and GitHub features crew relies on
 #[derive(clap::Args, Debug, Default)]
+#[command(after_help = r#"Examples:
+  crew doctor
+      Check token, repository, leases, board, agents and cache
+  crew doctor --json | jq '.checks[] | select(.status != "ok")'
+      Only the problems"#)]
 pub struct DoctorArgs {}
 
 /// How one check came out.

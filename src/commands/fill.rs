@@ -16,6 +16,10 @@ use crate::scheduler::{Action, Plan};
 
 /// Start workers on ready issues, up to the free slots
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew fill            Start workers on ready issues, up to the free slots
+  crew fill --dry-run  Print the plan, start nothing
+  crew fill --max 1    Start at most one worker")]
 pub struct FillArgs {
     /// Start at most this many workers now
     #[arg(long, value_name = "N")]
@@ -43,26 +47,50 @@ pub async fn run(ctx: &Ctx, args: &FillArgs) -> Result<(), CrewError> {
     ctx.printer.out(|w| render(w, &view))
 }
 
-/// One round: reconcile (unless a dry run), observe, plan, apply.
+/// One round: reconcile (unless a dry run), finish interrupted dispatches, observe, plan, apply.
 pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView, CrewError> {
-    if !dry_run {
-        match crate::reconcile::reconcile_local(ctx).await {
-            Ok(report) => crate::reconcile::print_report(&ctx.printer, &report),
-            Err(error) => ctx.printer.warn(format_args!(
-                "could not reconcile this host's workers: {error}"
-            )),
+    let mut resumed = Vec::new();
+    let mut observation = if dry_run {
+        schedule::observe_world(ctx).await?
+    } else {
+        // Dead supervisors' jobs are finished, except where a dispatch of this host died before
+        // its agent started: those are resumed below as the same attempt, not handed over (a
+        // crash must not cost an attempt).
+        let workers = crate::reconcile::plan_local(ctx).await?;
+        let (interrupted, others): (Vec<_>, Vec<_>) = workers
+            .into_iter()
+            .partition(|local| local.never_started() && !local.facts.dispatching);
+        let report = crate::reconcile::apply(ctx, others).await;
+        crate::reconcile::print_report(&ctx.printer, &report);
+        let observation = schedule::observe_world(ctx).await?;
+        let mut issues: Vec<u64> = interrupted.iter().map(|local| local.issue).collect();
+        // Leases a dispatch of this host took before it died, with no worktree yet.
+        let known = crate::reconcile::plan_local(ctx).await?;
+        issues.extend(
+            crate::reconcile::abandoned_leases(ctx, &observation.observed, &known, true)
+                .await
+                .into_iter()
+                .map(|lease| lease.issue),
+        );
+        issues.sort_unstable();
+        issues.dedup();
+        for issue in issues {
+            resumed.push(schedule::resume(ctx, &observation.observed, issue).await);
         }
-    }
-    let mut observation = schedule::observe_world(ctx).await?;
+        if resumed.is_empty() {
+            observation
+        } else {
+            schedule::observe_world(ctx).await?
+        }
+    };
     let mut plan = schedule::plan(ctx, &mut observation.world).await?;
     if let Some(max) = max {
         limit(&mut plan, max);
     }
-    let applied = if dry_run {
-        Vec::new()
-    } else {
-        schedule::apply(ctx, &plan, &observation.observed).await
-    };
+    let mut applied = resumed;
+    if !dry_run {
+        applied.extend(schedule::apply(ctx, &plan, &observation.observed).await);
+    }
     Ok(FillView {
         dry_run,
         plan,

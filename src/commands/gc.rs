@@ -33,7 +33,6 @@ use crate::error::CrewError;
 use crate::github::LeaseWriteError;
 use crate::observe::{ObserveOptions, Observed, observe};
 use crate::protocol::State;
-use crate::protocol::lease::LeaseStatus;
 use crate::reconcile::{self, Liveness, LocalWorker, ReconciledWorker};
 use crate::worker::{self, HandoverRecord, LeaseFate, ProcessIdentity, SupervisorSpec};
 use crate::workspace;
@@ -44,6 +43,10 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Remove the worktrees of finished issues (saving their work first), stop orphan processes,
 /// and report disk use
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew gc --dry-run          Say which worktrees and processes would go
+  crew gc                    Save and remove finished issues' worktrees, stop orphans
+  crew gc --json | jq .disk  Disk use of the worktrees")]
 pub struct GcArgs {
     /// Report what would be done, and do nothing
     #[arg(long)]
@@ -64,21 +67,8 @@ pub struct GcView {
     /// Process rows forgotten (or that would be), by worker id.
     pub forgotten: Vec<String>,
     /// Live leases of this host that no worker here holds (an interrupted dispatch).
-    pub leases: Vec<LeaseLine>,
+    pub leases: Vec<reconcile::LeaseLine>,
     pub disk: DiskUse,
-}
-
-/// A lease this host held for a worker that never started.
-#[derive(Debug, Serialize)]
-pub struct LeaseLine {
-    pub issue: u64,
-    pub worker: String,
-    pub attempt: u32,
-    /// `released`, `would_release`, `superseded` (someone else holds it now) or `failed`.
-    pub action: &'static str,
-    /// The handover posted because the attempt's `assigned` comment was already out.
-    pub handover_comment: Option<u64>,
-    pub reason: String,
 }
 
 /// One orphan process.
@@ -147,7 +137,14 @@ pub async fn run(ctx: &Ctx, args: &GcArgs) -> Result<(), CrewError> {
 
     let mut processes = Vec::new();
     let mut worktrees = Vec::new();
+    // Saving a worktree's work can take a while per worker: a bar, on a terminal only.
+    let bar = ctx.printer.progress(
+        u64::try_from(workers.len()).unwrap_or(u64::MAX),
+        "worktrees",
+        ctx.settings.json,
+    );
     for local in &workers {
+        bar.inc(1);
         let over = issue_over(&observed, cache, local.issue).await?;
         let not_ours = lease_not_ours(&observed, local);
         let orphan_reason = match (&over, &not_ours) {
@@ -188,25 +185,14 @@ pub async fn run(ctx: &Ctx, args: &GcArgs) -> Result<(), CrewError> {
             worktrees.push(line);
         }
     }
+    bar.finish_and_clear();
     forgotten.sort();
     forgotten.dedup();
 
     // 5. Leases this host holds for workers it has no trace of: a dispatch killed after taking
     // the lease and before its worktree existed. Released, with a handover when its `assigned`
     // comment was posted, so no issue stays claimed by nobody until the lease expires.
-    let mut leases = Vec::new();
-    for observed_lease in &observed.leases {
-        let Ok(lease) = &observed_lease.lease else {
-            continue;
-        };
-        let ours_and_live =
-            lease.host == ctx.settings.host && lease.status(observed.now) == LeaseStatus::Live;
-        let known = workers.iter().any(|local| local.worker == lease.worker);
-        if !ours_and_live || known || dispatching(ctx, lease.issue) {
-            continue;
-        }
-        leases.push(abandoned_lease(ctx, &observed, lease, dry_run).await);
-    }
+    let leases = reconcile::abandoned_leases(ctx, &observed, &workers, dry_run).await;
 
     let before = worktrees.iter().map(|line| line.bytes).sum();
     let after = worktrees
@@ -228,115 +214,6 @@ pub async fn run(ctx: &Ctx, args: &GcArgs) -> Result<(), CrewError> {
         ctx.printer.json(&view)
     } else {
         ctx.printer.out(|w| render(w, &view))
-    }
-}
-
-/// Whether a `crew dispatch` of `issue` runs on this clone right now (it holds the dispatch lock).
-fn dispatching(ctx: &Ctx, issue: u64) -> bool {
-    ctx.settings.repo_root.as_deref().is_some_and(|root| {
-        worker::lock::is_locked(&worker::lock::dispatch_lock_path(root, issue)).unwrap_or(true)
-    })
-}
-
-/// Releases `lease`, held by this host for a worker with no worktree, process or dispatch here;
-/// posts a handover first when the issue's events show that worker's `assigned` comment (so the
-/// comment is not left without a worker). The handover's op is the salvage op of the attempt, so
-/// a gc that is itself interrupted finds it on its next run.
-async fn abandoned_lease(
-    ctx: &Ctx,
-    observed: &Observed,
-    lease: &crate::protocol::lease::Lease,
-    dry_run: bool,
-) -> LeaseLine {
-    let announced = observed.issue(lease.issue).is_some_and(|issue| {
-        issue.state.worker.as_deref() == Some(lease.worker.as_str())
-            && issue.state.attempt == Some(u64::from(lease.attempt))
-            && issue.state.state == State::Assigned
-    });
-    let mut line = LeaseLine {
-        issue: lease.issue,
-        worker: lease.worker.clone(),
-        attempt: lease.attempt,
-        action: "would_release",
-        handover_comment: None,
-        reason: "held by this host, but no worktree, process or dispatch of its worker is here"
-            .to_owned(),
-    };
-    if dry_run {
-        return line;
-    }
-    match release_abandoned(ctx, observed, lease, announced).await {
-        Ok((action, comment)) => {
-            line.action = action;
-            line.handover_comment = comment;
-        }
-        Err(error) => {
-            line.action = "failed";
-            line.reason = error.to_string();
-        }
-    }
-    line
-}
-
-async fn release_abandoned(
-    ctx: &Ctx,
-    observed: &Observed,
-    lease: &crate::protocol::lease::Lease,
-    announced: bool,
-) -> Result<(&'static str, Option<u64>), CrewError> {
-    let github = ctx.github().await?;
-    let held = match github
-        .reclaim_lease(
-            &observed.repo,
-            &ctx.settings.config.lease_ref_prefix,
-            lease.issue,
-            &lease.worker,
-            lease.attempt,
-        )
-        .await
-    {
-        Ok(held) => held,
-        Err(LeaseWriteError::Superseded { .. }) => return Ok(("superseded", None)),
-        Err(error) => return Err(error.into()),
-    };
-    let mut comment = None;
-    if announced {
-        let event = crate::protocol::Event {
-            issue: lease.issue,
-            attempt: u64::from(lease.attempt),
-            worker: lease.worker.clone(),
-            op: worker::supervisor::salvage_op(&lease.worker, lease.attempt),
-            at: lease.acquired_at,
-            body: crate::protocol::EventBody::Handover(crate::protocol::Handover {
-                summary: "crew gc: the dispatch of this attempt was interrupted before its agent                           started; nothing was done."
-                    .to_owned(),
-                next_steps: vec!["Dispatch the next attempt.".to_owned()],
-                files: Vec::new(),
-                base_sha: None,
-                head_sha: None,
-            }),
-        };
-        let prompts = crate::prompt::Prompts::load(ctx.settings.repo_root.as_deref())?;
-        let body =
-            prompts.comment_body(&event, &crate::prompt::CommentContext::from_event(&event))?;
-        let posted = github
-            .post_event(
-                &observed.repo,
-                lease.issue,
-                &event,
-                &body,
-                crate::github::PostMode::Resume,
-            )
-            .await?;
-        comment = Some(posted.comment_id);
-    }
-    match github
-        .release_lease(&observed.repo, &held, chrono::Utc::now())
-        .await
-    {
-        Ok(_) => Ok(("released", comment)),
-        Err(LeaseWriteError::Superseded { .. }) => Ok(("superseded", comment)),
-        Err(error) => Err(error.into()),
     }
 }
 

@@ -36,6 +36,10 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Print the log of an issue's worker on this clone
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew logs 42           Print #42's worker log
+  crew logs 42 -f        ... and keep printing until the worker exits
+  crew logs 42 -n 50 -f  The last 50 lines, then follow")]
 pub struct LogsArgs {
     /// The issue number
     pub issue: u64,
@@ -106,9 +110,12 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<(), CrewError> {
         ));
     }
     let Some(root) = ctx.settings.repo_root.clone() else {
-        return Err(CrewError::user(
-            "crew logs reads the worktrees of a clone: run it inside one",
-        ));
+        return Err(
+            CrewError::user("crew logs reads the worktrees of a clone: run it inside one")
+                .with_hint(
+                    "`cd` into the clone that dispatched the worker (`crew status` names its host)",
+                ),
+        );
     };
     let number = args.issue;
     let found = tokio::task::spawn_blocking(move || locate::locate(&root, number))

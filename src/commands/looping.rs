@@ -31,6 +31,10 @@ use crate::worker::{self, Signal};
 
 /// Fill worker slots every interval until interrupted (or, with --until-idle, until all is done)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew loop                Fill free slots every 60s until Ctrl-C
+  crew loop --interval 5m  ... every five minutes
+  crew loop --until-idle   Stop once nothing can start and no worker runs")]
 pub struct LoopArgs {
     /// Time between cycles
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]

@@ -34,6 +34,10 @@ pub enum Method {
 
 /// Merge an issue's approved pull request, record it completed, release and clean up
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew merge 42                  Merge #42's approved pull request, record it completed
+  crew merge 42 --method squash  ... as one squashed commit
+  crew merge 42 --force          Merge without an approval (records one)")]
 pub struct MergeArgs {
     /// The issue number
     pub issue: u64,
@@ -84,7 +88,12 @@ pub async fn run(ctx: &Ctx, args: &MergeArgs) -> Result<(), CrewError> {
         .github
         .pull(&issue.repo, pr_number)
         .await?
-        .ok_or_else(|| CrewError::user(format!("pull request #{pr_number} does not exist")))?;
+        .ok_or_else(|| {
+            CrewError::user(format!("pull request #{pr_number} does not exist")).with_hint(format!(
+                "`crew show {number}` shows the pull request #{number} recorded; \
+                 `crew request-changes {number}` starts an attempt that opens a new one"
+            ))
+        })?;
 
     let (sha, merged_now) = if pull.is_merged() {
         (pull.merge_commit_sha.clone(), false)

@@ -9,6 +9,7 @@ pub mod answer;
 pub mod brief;
 pub mod cache;
 pub mod cancel;
+pub mod completions;
 pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
@@ -41,10 +42,19 @@ pub enum Command {
 
     /// Run the bundled GitHub emulator
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  crew emulator serve    Serve an emulated GitHub; point CREW_API_URL at the URL it prints"
+    )]
     Emulator(emulator::EmulatorCommand),
 
     /// Show where every issue crew knows about stands
+    #[command(
+        after_help = "Examples:\n  crew status                  Every open issue crew knows about, with its state and worker\n  crew status --all            ... closed ones too\n  crew status --watch          Keep watching\n  crew status --json | jq '.issues[] | select(.state == \"blocked\")'"
+    )]
     Status(status::StatusArgs),
+
+    /// Watch the workers: a live dashboard in a terminal (`crew status --watch`)
+    Watch(status::WatchArgs),
 
     /// Show an issue's timeline of crew events, ignored markers and lease
     Show(show::ShowArgs),
@@ -60,6 +70,9 @@ pub enum Command {
 
     /// Inspect, rebuild or verify the local cache of GitHub
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  crew cache path       Print the cache file's path\n  crew cache verify     Compare the cache with a fresh read of GitHub\n  crew cache rebuild    Refetch everything (shows progress on a terminal)"
+    )]
     Cache(cache::CacheCommand),
 
     /// Print the log of an issue's worker on this clone
@@ -124,12 +137,15 @@ pub enum Command {
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
 
-    /// Set this repository up for crew (`--actions`: the GitHub Actions workflows)
+    /// Set this repository up for crew: crew.toml, labels, board check, workflows, doctor
     Init(init::InitArgs),
 
     /// Run one attempt of an issue in the foreground (the job of the crew-worker workflow)
     #[command(hide = true)]
     RunWorker(run_worker::RunWorkerArgs),
+
+    /// Print the shell completion script for bash, zsh or fish
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs the chosen command.
@@ -138,6 +154,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Emulator(command) => emulator::run(ctx, command).await,
         Command::Status(args) => status::run(ctx, args).await,
+        Command::Watch(args) => status::watch(ctx, args).await,
         Command::Show(args) => show::run(ctx, args).await,
         Command::Wait(args) => wait::run(ctx, args).await,
         Command::Cache(command) => cache::run(ctx, command).await,
@@ -165,5 +182,6 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
         Command::Fail(args) => agent::fail::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Cancel(args) => cancel::run(ctx, args).await,
+        Command::Completions(args) => completions::run(ctx, args).await,
     }
 }

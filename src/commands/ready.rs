@@ -14,6 +14,10 @@ use crate::scheduler::{self, Action, DispatchReason, Limits, NotReady, Slots, Wa
 
 /// List the issues a fill would start now, in order (-v: and why the others wait)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew ready                               The issues a fill would start now, in order
+  crew ready -v                            ... and why every other open issue waits
+  crew ready --json | jq '.ready[].issue'  Just the numbers")]
 pub struct ReadyArgs {}
 
 /// `crew ready --json`.

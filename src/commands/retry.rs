@@ -22,6 +22,8 @@ use crate::protocol::State;
 
 /// Start the next attempt of an issue whose last attempt failed, handed over or died
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew retry 42  Start #42's next attempt after a failure, handover or crash")]
 pub struct RetryArgs {
     /// The issue number
     pub issue: u64,
@@ -30,6 +32,9 @@ pub struct RetryArgs {
 /// Start the next attempt of an issue with another agent or profile
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("with").required(true).multiple(true))]
+#[command(after_help = "Examples:
+  crew reassign 42 --agent codex       Start #42's next attempt with codex
+  crew reassign 42 --profile research  ... with the `research` tool profile")]
 pub struct ReassignArgs {
     /// The issue number
     pub issue: u64,

@@ -22,6 +22,8 @@ use crate::protocol::{EventBody, EventKind};
 
 /// Approve the pull request of an issue in review
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew approve 42  Approve #42's pull request; then `crew merge 42`")]
 pub struct ApproveArgs {
     /// The issue number
     pub issue: u64,
@@ -29,6 +31,11 @@ pub struct ApproveArgs {
 
 /// Send an issue's pull request back for another attempt
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew request-changes 42 --body "Add a test for empty input"
+      Send #42 back; the next attempt reads the body
+  crew request-changes 42 --no-dispatch
+      ... and leave the restart to `crew fill`"#)]
 pub struct RequestChangesArgs {
     /// The issue number
     pub issue: u64,

@@ -37,6 +37,9 @@ pub const BOARD_QUERY: &str =
 
 /// Show an issue's timeline of crew events, ignored markers and lease
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew show 42                               #42's state, lease and timeline of crew events
+  crew show 42 --json | jq '.events[].kind'  Just the event kinds")]
 pub struct ShowArgs {
     /// The issue number
     pub issue: u64,

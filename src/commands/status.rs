@@ -3,22 +3,52 @@
 //! The `--json` view (DESIGN.md 4) holds nothing relative to the moment it is printed (no ages,
 //! no "time left"), and is sorted by issue, so the same GitHub state always prints the same bytes,
 //! whether the cache was warm or just deleted. Ages are for the human table only.
+//!
+//! `--watch` (and `crew watch`) keeps showing it: a dashboard ([`crate::dashboard`]) when stdout
+//! is a terminal, else (a pipe, a file, or `--json`) the same table or JSON printed once per
+//! `--interval`, each from a warm observation, so a script or `watch`-less log sees every
+//! refresh. JSON is then one object per line, as `crew loop --json` prints its cycles.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::error::CrewError;
+use crate::error::{CrewError, ErrorKind};
 use crate::observe::{
     ObserveOptions, Observed, ObservedIssue, observe, sanitize_line, short_duration, timestamp,
 };
+use crate::settings::parse_duration;
+
+/// The shortest `--interval` honoured: a watch must not spin.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Show where every issue crew knows about stands
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Include closed issues
+    #[arg(long)]
+    pub all: bool,
+
+    /// Keep watching: a live dashboard in a terminal, else the table again every interval
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Time between refreshes with --watch
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, requires = "watch")]
+    pub interval: Duration,
+}
+
+/// Watch the workers: a live dashboard in a terminal (`crew status --watch`)
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between refreshes
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Include closed issues in the plain table (when stdout is not a terminal)
     #[arg(long)]
     pub all: bool,
 }
@@ -71,6 +101,48 @@ impl LeaseLine {
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<(), CrewError> {
+    if args.watch {
+        return watch_with(ctx, args.interval, args.all).await;
+    }
+    once(ctx, args.all, false).await
+}
+
+/// `crew watch`: `crew status --watch`.
+pub async fn watch(ctx: &Ctx, args: &WatchArgs) -> Result<(), CrewError> {
+    watch_with(ctx, args.interval, args.all).await
+}
+
+async fn watch_with(ctx: &Ctx, interval: Duration, all: bool) -> Result<(), CrewError> {
+    let interval = interval.max(MIN_INTERVAL);
+    if !ctx.settings.json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        return crate::dashboard::app::run(ctx, interval).await;
+    }
+    // Not a terminal: the one-shot output again and again, until interrupted. A refresh that
+    // fails because of GitHub (unreachable, rate-limited) is reported and the next one tries
+    // again; any other failure (no repository, a bad setting) would only repeat, so it ends the
+    // watch.
+    let mut first = true;
+    loop {
+        if !first && !ctx.settings.json {
+            ctx.printer.out(|w| writeln!(w))?;
+        }
+        first = false;
+        match once(ctx, all, true).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::Remote => ctx.printer.error(&error),
+            Err(error) => return Err(error),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            interrupted = tokio::signal::ctrl_c() => {
+                return interrupted.map_err(CrewError::internal);
+            }
+        }
+    }
+}
+
+/// One `crew status` (`watching`: JSON on one line, one refresh among many).
+async fn once(ctx: &Ctx, all: bool, watching: bool) -> Result<(), CrewError> {
     // Workers on this host whose supervisor died are handed over first, so what is read below
     // already shows it. Free when every supervisor is alive; a failure is only a warning.
     match crate::reconcile::reconcile_local(ctx).await {
@@ -81,8 +153,11 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<(), CrewError> {
     }
     let observed = observe(ctx, ObserveOptions::default()).await?;
     warn_unreadable_leases(ctx, &observed);
-    let view = view(&observed, ctx.settings.config.workers.max, args.all);
-    if ctx.settings.json {
+    let view = view(&observed, ctx.settings.config.workers.max, all);
+    if ctx.settings.json && watching {
+        let line = serde_json::to_string(&view).map_err(CrewError::internal)?;
+        ctx.printer.out_line(line)
+    } else if ctx.settings.json {
         ctx.printer.json(&view)
     } else {
         ctx.printer.out(|w| render(w, &view, &observed))

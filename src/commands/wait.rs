@@ -19,6 +19,11 @@ use crate::settings::parse_duration;
 
 /// Wait until a matching crew event appears, then print it as JSON
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew wait --issue 42 --for in_review,failed --timeout 30m
+      Wait until #42 has a pull request, or failed; print the event as JSON
+  crew wait --for blocked
+      Print the next question any worker asks")]
 pub struct WaitArgs {
     /// Event kinds to wait for, comma-separated [default: any]
     #[arg(long = "for", value_name = "KINDS", value_delimiter = ',', value_parser = parse_kind)]

@@ -32,6 +32,7 @@ mod budget;
 mod error;
 mod events;
 mod graphql;
+mod labels;
 mod leases;
 mod pulls;
 mod relations;
@@ -55,6 +56,7 @@ pub use budget::{CORE, GRAPHQL, RateSnapshot, RequestCounts};
 pub use error::{GitHubError, GraphQlError, ValidationDetail};
 pub use events::{PostMode, PostedEvent};
 pub use graphql::GraphQlResponse;
+pub use labels::{CREW_LABEL_SPECS, LabelCreated, LabelSpec};
 pub use leases::{HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
 pub use pulls::{
     MergeMethod, MergeOutcome, NewPullRequest, PullEnd, PullRequest, PullReview, ReviewComment,

@@ -17,6 +17,9 @@ use crate::protocol::{EventBody, State};
 
 /// Ask a maintainer one specific question you cannot go on without, then end your session
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew blocked "Should the cache be per user or global?"
+      Ask; the worker waits for `crew answer`"#)]
 pub struct BlockedArgs {
     /// The question
     #[arg(value_name = "QUESTION", required = true, num_args = 1..)]

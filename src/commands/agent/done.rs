@@ -39,6 +39,10 @@ use crate::workspace::WorkspaceError;
 
 /// Finish: rebase on the base, push, and open the pull request (or finish without one)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew done                Rebase on the base branch, push, open the pull request
+  crew done --no-pr        Finish without a pull request (research)
+  crew done --skip-rebase  Push the branch as it is")]
 pub struct DoneArgs {
     /// Finish without a pull request (research, or nothing had to change)
     #[arg(long)]
@@ -246,6 +250,9 @@ async fn open_pull(
                 "issue #{} not found in {}",
                 context.issue, worker.repo
             ))
+            .with_hint(
+                "the issue may have been deleted or transferred: `crew fail` with the reason",
+            )
         })?;
     let summary = published
         .subjects
@@ -276,7 +283,11 @@ async fn open_pull(
         Ok(pull) => Ok(pull),
         Err(error @ GitHubError::Validation { .. }) => Err(CrewError::user(format!(
             "GitHub refused to open the pull request: {error}"
-        ))),
+        ))
+        .with_hint(
+            "the branch is pushed; fix what GitHub names and run `crew done` again, or \
+             `crew handover` to leave it to the next attempt",
+        )),
         Err(error) => Err(error.into()),
     }
 }

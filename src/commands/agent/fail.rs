@@ -16,6 +16,9 @@ use crate::protocol::{EventBody, State};
 
 /// Give up on the issue because it cannot be done as asked (wrong, impossible, a duplicate)
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew fail "The API the issue asks for does not exist"
+      Give up on the issue, saying why"#)]
 pub struct FailArgs {
     /// Why, in one or two sentences
     #[arg(value_name = "REASON", required = true, num_args = 1..)]

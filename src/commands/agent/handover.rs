@@ -25,6 +25,11 @@ use crate::protocol::{EventBody, Handover, State};
 /// Stop before finishing: commit and push your work and leave notes for the next attempt
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("summary_source").required(true).args(["summary", "summary_file"])))]
+#[command(after_help = r#"Examples:
+  crew handover --summary "Parser done; printer left" --next "Write the printer"
+      Stop, push, leave notes
+  crew handover --summary-file notes.md
+      ... with notes from a file (its `## Next steps` list too)"#)]
 pub struct HandoverArgs {
     /// What is done, what is left, anything surprising
     #[arg(long, value_name = "TEXT")]
@@ -45,6 +50,7 @@ pub async fn run(ctx: &Ctx, args: &HandoverArgs) -> Result<(), CrewError> {
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file).map_err(|error| {
                 CrewError::user(format!("cannot read {}: {error}", file.display()))
+                    .with_hint("write the summary to that file first, or pass it with --summary")
             })?;
             split_next_steps(&text)
         }

@@ -24,6 +24,8 @@ pub const HEARTBEAT_FILE: &str = "heartbeat";
 
 /// Tell crew you are alive during a long silent stretch (a slow build or test run); posts nothing
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew heartbeat  Renew the lease during a long silent step (posts nothing)")]
 pub struct HeartbeatArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &HeartbeatArgs) -> Result<(), CrewError> {

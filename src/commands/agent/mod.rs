@@ -108,6 +108,9 @@ impl Worker {
                 worktree.display(),
                 context.repo
             ))
+            .with_hint(
+                "crew writes that file at dispatch; do not edit it (`crew retry` starts afresh)",
+            )
         })?;
         let api_url = url::Url::parse(&context.api_url).map_err(|error| {
             CrewError::user(format!(
@@ -115,6 +118,9 @@ impl Worker {
                 worktree.display(),
                 context.api_url
             ))
+            .with_hint(
+                "crew writes that file at dispatch; do not edit it (`crew retry` starts afresh)",
+            )
         })?;
         let config = &ctx.settings.config;
         let spec = worker::read_spec(&worktree).unwrap_or_else(|error| {

@@ -13,6 +13,8 @@ use crate::protocol::{EventBody, State};
 
 /// Report a milestone on the issue ("tests reproduce the bug", "fix done, running the suite")
 #[derive(Debug, Args)]
+#[command(after_help = r#"Examples:
+  crew progress "Tests pass; now the docs"  Report a milestone on the issue"#)]
 pub struct ProgressArgs {
     /// What happened, in a sentence
     #[arg(value_name = "MESSAGE", required = true, num_args = 1..)]

@@ -14,6 +14,8 @@ use crate::protocol::{EventBody, State};
 
 /// Tell crew you have started work on the issue (first thing, once you have read the brief)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  crew start  Tell crew the agent has started (first thing in a worktree)")]
 pub struct StartArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &StartArgs) -> Result<(), CrewError> {
