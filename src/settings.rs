@@ -1800,3 +1800,77 @@ mod tests {
         );
     }
 }
+
+/// The config loader fuzzed (issue 8): whatever the file holds, parsing returns a config or an
+/// error that names the file, never a panic. Shapes near real files (a known table with keys of
+/// every type, mangled) find more than random bytes do.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("max".to_owned()),
+            Just("max_per_host".to_owned()),
+            Just("lease_ttl".to_owned()),
+            Just("renew_every".to_owned()),
+            Just("branch".to_owned()),
+            Just("worktree".to_owned()),
+            Just("agent".to_owned()),
+            Just("command".to_owned()),
+            Just("labels".to_owned()),
+            "[a-z_]{1,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "\"[^\"\\\\]{0,20}\"",
+            Just("true".to_owned()),
+            Just("[\"a\", 1]".to_owned()),
+            Just("\"-5m\"".to_owned()),
+            Just("\"99999999999999d\"".to_owned()),
+            Just("\"{issue}/../{slug}\"".to_owned()),
+            Just("{}".to_owned()),
+            ".{0,10}",
+        ]
+    }
+
+    fn table() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("[workers]".to_owned()),
+            Just("[pickup]".to_owned()),
+            Just("[github]".to_owned()),
+            Just("[project]".to_owned()),
+            Just("[agents.x]".to_owned()),
+            Just("[profiles.y]".to_owned()),
+            "\\[[a-z.]{0,10}\\]",
+            Just(String::new()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn near_config_files_never_panic(
+            lines in proptest::collection::vec((table(), key(), value()), 0..8)
+        ) {
+            let source: String = lines
+                .iter()
+                .map(|(table, key, value)| format!("{table}\n{key} = {value}\n"))
+                .collect();
+            match Config::parse(&source, Path::new("crew.toml")) {
+                Ok(_) => {}
+                Err(error) => prop_assert!(error.to_string().contains("crew.toml"), "{error}"),
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(source in "\\PC{0,300}") {
+            let _ = Config::parse(&source, Path::new("crew.toml"));
+        }
+    }
+}

@@ -18,6 +18,7 @@ mod events;
 mod fault_matrix;
 mod gc;
 mod github_client;
+mod hostile;
 mod init;
 mod lease_writes;
 mod leases;
