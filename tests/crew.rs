@@ -30,5 +30,6 @@ mod relations;
 mod scale_out;
 mod schedule;
 mod supervise;
+mod supervision_scale;
 mod sync;
 mod workspace;
