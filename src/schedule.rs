@@ -253,7 +253,11 @@ pub async fn resume(ctx: &Ctx, observed: &Observed, issue: u64) -> Applied {
     match dispatch::dispatch_one(ctx, &args, issue).await {
         Ok(view) => Applied {
             issue,
-            outcome: if view.resumed { "resumed" } else { "dispatched" },
+            outcome: if view.resumed {
+                "resumed"
+            } else {
+                "dispatched"
+            },
             reason: None,
             dispatch: Some(view),
             message: None,

@@ -5,6 +5,7 @@ mod support;
 
 mod actions_runtime;
 mod agent_side;
+mod bench_smoke;
 mod brief;
 mod cache_loss;
 mod cli_polish;

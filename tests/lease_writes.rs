@@ -540,3 +540,50 @@ async fn two_writers_of_one_attempt_both_renew_and_reclaim_fences_other_attempts
     assert_eq!(again.lease.state, LeaseState::Released);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_base_tip_spares_the_branch_read_and_an_unknown_one_falls_back() -> TestResult {
+    let emulator = crate::support::emulator().await?;
+    let control = Control::new(&emulator)?;
+    let repo = widgets()?;
+    let github = client(&emulator, BOT, None)?;
+    let main = github.branch(&repo, "main").await?;
+    let known = crew::github::BaseTip {
+        commit: main.commit.sha.clone(),
+        tree: main.commit.commit.tree.sha.clone(),
+    };
+    control.reset_stats().await?;
+    let held = github
+        .acquire_lease_from(
+            &repo,
+            PREFIX,
+            21,
+            request("worker-a", "laptop", at(10, 0)),
+            Some(known),
+        )
+        .await?;
+    assert_eq!(parents(&github, &held.sha).await?, vec![main.commit.sha.clone()]);
+    assert_eq!(
+        control
+            .requests("GET /repos/{owner}/{repo}/branches/{branch}")
+            .await?,
+        0
+    );
+    // A tip GitHub has never seen (a rewritten branch): the branch is read after all.
+    let unknown = crew::github::BaseTip {
+        commit: "0123456789012345678901234567890123456789".to_owned(),
+        tree: main.commit.commit.tree.sha.clone(),
+    };
+    let held = github
+        .acquire_lease_from(
+            &repo,
+            PREFIX,
+            22,
+            request("worker-b", "laptop", at(10, 0)),
+            Some(unknown),
+        )
+        .await?;
+    assert_eq!(parents(&github, &held.sha).await?, vec![main.commit.sha]);
+    assert_eq!(held.lease.attempt, 1);
+    Ok(())
+}

@@ -411,8 +411,11 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
     let ttl = chrono::TimeDelta::from_std(config.workers.lease_ttl)
         .unwrap_or(chrono::TimeDelta::minutes(30));
     if resumed.is_none() {
+        // The base's tip as this clone knows it spares a GET of the branch.
+        let known_base = workspace::origin_tip(&repo_root, &base)
+            .map(|(commit, tree)| crate::github::BaseTip { commit, tree });
         let acquired = github
-            .acquire_lease(
+            .acquire_lease_from(
                 &repo,
                 &config.lease_ref_prefix,
                 number,
@@ -424,6 +427,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
                     ttl,
                     now,
                 },
+                known_base,
             )
             .await;
         match acquired {

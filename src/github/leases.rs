@@ -242,6 +242,13 @@ pub struct LeaseRequest {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// A commit of the base branch and its tree, as a clone knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseTip {
+    pub commit: String,
+    pub tree: String,
+}
+
 /// A lease this process wrote and (as far as it knows) still holds: the lease plus the commit
 /// the ref pointed at after our write. Renewal and release fast-forward from `sha`, so whoever
 /// holds a `HeldLease` can prove, by compare-and-swap, that nobody took the lease in between.
@@ -372,6 +379,23 @@ impl GitHub {
         issue: u64,
         request: LeaseRequest,
     ) -> Result<HeldLease, LeaseWriteError> {
+        self.acquire_lease_from(repo, prefix, issue, request, None)
+            .await
+    }
+
+    /// [`GitHub::acquire_lease`] with the base branch's tip as this clone already knows it
+    /// (`origin/<base>`): a first lease commit then needs no `GET /branches/{branch}` (3 requests
+    /// instead of 4). Any commit of the repository will do as the parent of a first lease, so a
+    /// slightly stale tip is fine; one GitHub does not know (a rewritten branch) is noticed by the
+    /// commit write, and the tip is then asked for after all.
+    pub async fn acquire_lease_from(
+        &self,
+        repo: &RepoSlug,
+        prefix: &str,
+        issue: u64,
+        request: LeaseRequest,
+        known_base: Option<BaseTip>,
+    ) -> Result<HeldLease, LeaseWriteError> {
         let ref_name = lease_ref(prefix, issue);
         let new_lease = |attempt: u32| Lease {
             v: LEASE_VERSION,
@@ -387,12 +411,30 @@ impl GitHub {
         };
         match self.get_ref(repo, &ref_name).await? {
             None => {
-                let base = self.branch(repo, &request.base).await?;
                 let lease = new_lease(1);
-                let tree = base.commit.commit.tree.sha;
-                let sha = self
-                    .write_lease_commit(repo, &lease, &tree, &base.commit.sha)
-                    .await?;
+                let from_clone = match known_base {
+                    Some(tip) => match self
+                        .write_lease_commit(repo, &lease, &tip.tree, &tip.commit)
+                        .await
+                    {
+                        Ok(sha) => Some((sha, tip.tree)),
+                        // GitHub does not know that commit (a rewritten branch): ask instead.
+                        Err(GitHubError::Validation { .. } | GitHubError::NotFound { .. }) => None,
+                        Err(error) => return Err(error.into()),
+                    },
+                    None => None,
+                };
+                let (sha, tree) = match from_clone {
+                    Some(written) => written,
+                    None => {
+                        let base = self.branch(repo, &request.base).await?;
+                        let tree = base.commit.commit.tree.sha;
+                        let sha = self
+                            .write_lease_commit(repo, &lease, &tree, &base.commit.sha)
+                            .await?;
+                        (sha, tree)
+                    }
+                };
                 match self.create_ref(repo, &ref_name, &sha).await {
                     Ok(_) => Ok(HeldLease {
                         lease,

@@ -36,7 +36,7 @@ pub use crew_dir::{
 pub use salvage::{SalvageResult, diff_stat_between, is_dirty, salvage, salvage_with, wip_message};
 pub use slug::{FALLBACK_SLUG, MAX_SLUG_LEN, branch_name, is_valid_branch, slug, worktree_path};
 pub use worktree::{
-    CheckoutMode, Worktree, WorktreeRequest, default_base_from_origin, open_worktree,
+    CheckoutMode, Worktree, WorktreeRequest, default_base_from_origin, open_worktree, origin_tip,
     prepare_worktree, remove_worktree, worker_worktrees,
 };
 

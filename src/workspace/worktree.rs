@@ -518,6 +518,19 @@ pub fn default_base_from_origin(repo_root: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The commit and tree `origin/<base>` points at in this clone (as of its last fetch), if it
+/// has that remote branch: a dispatch's first lease commit can hang off it without asking
+/// GitHub for the branch.
+pub fn origin_tip(repo_root: &Path, base: &str) -> Option<(String, String)> {
+    let repo = Repository::open(repo_root).ok()?;
+    let commit = repo
+        .find_reference(&format!("refs/remotes/origin/{base}"))
+        .ok()?
+        .peel_to_commit()
+        .ok()?;
+    Some((commit.id().to_string(), commit.tree_id().to_string()))
+}
+
 /// Removes a worker's worktree, saving its work first: a dirty tree is salvaged (committed as
 /// WIP and pushed, see [`salvage`]); if that commit fails, nothing is removed. The branch stays.
 /// A path that is no longer a worktree is only pruned from git's list.
