@@ -562,7 +562,10 @@ async fn a_known_base_tip_spares_the_branch_read_and_an_unknown_one_falls_back()
             Some(known),
         )
         .await?;
-    assert_eq!(parents(&github, &held.sha).await?, vec![main.commit.sha.clone()]);
+    assert_eq!(
+        parents(&github, &held.sha).await?,
+        vec![main.commit.sha.clone()]
+    );
     assert_eq!(
         control
             .requests("GET /repos/{owner}/{repo}/branches/{branch}")

@@ -31,6 +31,37 @@ where
     }
 }
 
+/// `git fetch --no-tags origin REFSPECS…` in `dir`. Every worktree of a clone shares its
+/// `refs/remotes/`, so two workers fetching at once can collide on a ref lock ("cannot lock
+/// ref"); that is tried again, a few times with a short pause, rather than failing the worker.
+pub fn fetch_origin(dir: &Path, refspecs: &[String]) -> Result<(), WorkspaceError> {
+    let mut args = vec![
+        "fetch".to_owned(),
+        "--quiet".to_owned(),
+        "--no-tags".to_owned(),
+        "origin".to_owned(),
+    ];
+    args.extend(refspecs.iter().cloned());
+    let mut tries = 0_u64;
+    loop {
+        match run(dir, &args) {
+            Ok(_) => return Ok(()),
+            Err(WorkspaceError::Git { stderr, .. }) if is_lock_race(&stderr) && tries < 4 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50 * tries));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Whether git failed only because another git held a lock a moment ago.
+fn is_lock_race(stderr: &str) -> bool {
+    stderr.contains("cannot lock ref")
+        || stderr.contains("unable to update local ref")
+        || (stderr.contains(".lock") && stderr.contains("File exists"))
+}
+
 /// Runs git and returns whether it succeeded, for commands whose failure is an answer
 /// (`git config --get` of an unset key).
 pub(crate) fn succeeds<I, S>(dir: &Path, args: I) -> Result<bool, WorkspaceError>
@@ -93,4 +124,22 @@ pub(crate) fn identity_fallback(dir: &Path) -> Result<Vec<String>, WorkspaceErro
         args.extend(["-c".to_owned(), "user.email=crew@localhost".to_owned()]);
     }
     Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_lock_race;
+
+    #[test]
+    fn lock_races_are_told_from_real_failures() {
+        assert!(is_lock_race(
+            "error: cannot lock ref 'refs/remotes/origin/main': is at 1 but expected 2"
+        ));
+        assert!(is_lock_race(
+            "error: Unable to create '/r/.git/refs/remotes/origin/main.lock': File exists."
+        ));
+        assert!(!is_lock_race(
+            "fatal: 'origin' does not appear to be a git repository"
+        ));
+    }
 }

@@ -33,6 +33,7 @@ pub use crew_dir::{
     CONTEXT_FILE, CREW_DIR, WORKER_FILE, WorkerContext, WorkerProcess, ensure_crew_excluded,
     find_context, read_context, read_worker, write_context, write_worker,
 };
+pub use git::fetch_origin;
 pub use salvage::{SalvageResult, diff_stat_between, is_dirty, salvage, salvage_with, wip_message};
 pub use slug::{FALLBACK_SLUG, MAX_SLUG_LEN, branch_name, is_valid_branch, slug, worktree_path};
 pub use worktree::{

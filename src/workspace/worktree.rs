@@ -367,12 +367,9 @@ impl BranchPattern {
 /// issue's branches are fetched by pattern rather than by name.
 fn fetch(repo_root: &Path, base: &str, pattern: &BranchPattern) -> Result<(), WorkspaceError> {
     let glob = pattern.glob();
-    let fetched = git::run(
+    let fetched = git::fetch_origin(
         repo_root,
-        [
-            "fetch".to_owned(),
-            "--no-tags".to_owned(),
-            "origin".to_owned(),
+        &[
             format!("+refs/heads/{base}:refs/remotes/origin/{base}"),
             format!("+refs/heads/{glob}:refs/remotes/origin/{glob}"),
         ],

@@ -141,18 +141,11 @@ pub fn remote_branch(dir: &Path, branch: &str) -> Result<Option<String>, Workspa
 
 /// Fetches `refs/heads/<branch>` of origin into `refs/remotes/origin/<branch>` for each branch.
 pub fn fetch(dir: &Path, branches: &[&str]) -> Result<(), WorkspaceError> {
-    let mut args = vec![
-        "fetch".to_owned(),
-        "--quiet".to_owned(),
-        "--no-tags".to_owned(),
-        "origin".to_owned(),
-    ];
-    args.extend(
-        branches
-            .iter()
-            .map(|branch| format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")),
-    );
-    run(dir, args).map(drop).map_err(|error| match error {
+    let refspecs: Vec<String> = branches
+        .iter()
+        .map(|branch| format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"))
+        .collect();
+    workspace::fetch_origin(dir, &refspecs).map_err(|error| match error {
         WorkspaceError::Git { stderr, .. } => WorkspaceError::Fetch {
             base: branches.join(", "),
             stderr,
