@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dashboard;
+pub mod demo;
 pub mod env_vars;
 pub mod error;
 pub mod github;

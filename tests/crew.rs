@@ -11,6 +11,7 @@ mod cache_loss;
 mod cli_polish;
 mod contract;
 mod dashboard;
+mod demo;
 mod dispatch;
 mod dispatch_crash;
 mod doctor;

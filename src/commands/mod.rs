@@ -10,6 +10,8 @@ pub mod brief;
 pub mod cache;
 pub mod cancel;
 pub mod completions;
+pub mod demo;
+pub mod demo_agent;
 pub mod dispatch;
 pub mod doctor;
 pub mod emulator;
@@ -46,6 +48,13 @@ pub enum Command {
         after_help = "Examples:\n  crew emulator serve    Serve an emulated GitHub; point CREW_API_URL at the URL it prints"
     )]
     Emulator(emulator::EmulatorCommand),
+
+    /// Run agents through a small project on an emulated GitHub, start to finish
+    Demo(demo::DemoArgs),
+
+    /// Act out a demo issue from inside its worktree (started by `crew demo`)
+    #[command(hide = true)]
+    DemoAgent(demo_agent::DemoAgentArgs),
 
     /// Show where every issue crew knows about stands
     #[command(
@@ -153,6 +162,8 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<(), CrewError> {
     match command {
         Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Emulator(command) => emulator::run(ctx, command).await,
+        Command::Demo(args) => demo::run(ctx, args).await,
+        Command::DemoAgent(args) => demo_agent::run(ctx, args).await,
         Command::Status(args) => status::run(ctx, args).await,
         Command::Watch(args) => status::watch(ctx, args).await,
         Command::Show(args) => show::run(ctx, args).await,
