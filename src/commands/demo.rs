@@ -56,7 +56,24 @@ pub async fn run(ctx: &Ctx, args: &DemoArgs) -> Result<(), CrewError> {
     } else {
         DEMO_TIMEOUT
     });
-    let mut finished = demo::run(&ctx.printer, &DemoOptions { agent, timeout }).await?;
+    // The live dashboard on a terminal; plain progress lines otherwise (and with --json or -q).
+    let dashboard = {
+        use std::io::IsTerminal;
+        !ctx.settings.json
+            && !matches!(ctx.printer.verbosity(), crate::printer::Verbosity::Quiet)
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal()
+    };
+    let mut finished = demo::run(
+        &ctx.printer,
+        &DemoOptions {
+            agent,
+            timeout,
+            dashboard,
+        },
+    )
+    .await?;
     if args.keep {
         finished.summary.kept = Some(finished.kept());
     }

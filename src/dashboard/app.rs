@@ -56,6 +56,10 @@ pub async fn run(ctx: &Ctx, interval: Duration) -> Result<(), CrewError> {
     let _stop_keys = StopOnDrop(stop.clone());
     let mut keys = spawn_key_reader(stop);
 
+    // SIGTERM (a parent such as `crew demo` closing it) ends the dashboard like `q`, so the
+    // terminal is restored; in raw mode Ctrl-C arrives as a key, not as SIGINT.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(CrewError::internal)?;
     let mut model: Option<Model> = None;
     let mut view = View::default();
     let mut refreshing = Some(Box::pin(refresh(ctx)));
@@ -65,6 +69,7 @@ pub async fn run(ctx: &Ctx, interval: Duration) -> Result<(), CrewError> {
             .draw(|frame| render(frame, model.as_ref(), &view))
             .map_err(terminal_error)?;
         tokio::select! {
+            _ = terminate.recv() => return Ok(()),
             key = keys.recv() => {
                 // The key thread ends only when the terminal cannot be read any more.
                 let Some(key) = key else { return Ok(()) };

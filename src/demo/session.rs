@@ -87,6 +87,8 @@ pub struct DemoOptions {
     pub agent: Option<String>,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Show the live dashboard (`crew watch`) instead of progress lines: on a terminal.
+    pub dashboard: bool,
 }
 
 /// Who runs a command.
@@ -201,6 +203,7 @@ pub async fn run(printer: &Printer, options: &DemoOptions) -> Result<Finished, C
         lines: mpsc::unbounded_channel(),
         loop_child: None,
         keep_dir: true,
+        dashboard: None,
     };
     let result = session.drive(options).await;
     let Session {
@@ -269,6 +272,8 @@ struct Session {
     ),
     loop_child: Option<Child>,
     keep_dir: bool,
+    /// `crew watch` on the terminal, while it runs the progress lines are not printed.
+    dashboard: Option<Child>,
 }
 
 impl Session {
@@ -285,7 +290,12 @@ impl Session {
             self.clone.display(),
             options.agent.as_deref().unwrap_or("bundled demo")
         ));
-        match self.watch(&numbers, options.timeout).await {
+        if options.dashboard {
+            self.start_dashboard();
+        }
+        let watched = self.watch(&numbers, options.timeout).await;
+        self.stop_dashboard().await;
+        match watched {
             Ok(()) => {}
             Err(error) => {
                 self.stop_everything().await;
@@ -476,7 +486,50 @@ impl Session {
     }
 
     fn status(&self, message: impl std::fmt::Display) {
-        self.printer.status(message);
+        if self.dashboard.is_none() {
+            self.printer.status(message);
+        }
+    }
+
+    /// `crew watch` as the maintainer, on this terminal (in the foreground process group, so it
+    /// may read keys); when it cannot start, the progress lines go on.
+    fn start_dashboard(&mut self) {
+        let mut command = Command::new(&self.exe);
+        command.args(["watch", "--interval", "500ms"]);
+        self.environment(&mut command, Who::Maintainer);
+        command.env_remove(crate::env_vars::NO_COLOR);
+        if let Some(term) = std::env::var_os(crate::env_vars::TERM) {
+            command.env(crate::env_vars::TERM, term);
+        }
+        command.current_dir(&self.clone).kill_on_drop(true);
+        match command.spawn() {
+            Ok(child) => self.dashboard = Some(child),
+            Err(error) => self.printer.warn(format_args!(
+                "no dashboard ({error}); printing progress instead"
+            )),
+        }
+    }
+
+    /// Closes the dashboard (SIGTERM: it restores the terminal), or notices it was quit.
+    async fn stop_dashboard(&mut self) {
+        let Some(mut child) = self.dashboard.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait()
+            && let Some(pid) = child.id()
+        {
+            // SAFETY: kill(2) on our own child's pid with a valid signal.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(3), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
     }
 
     /// Runs the maintainer's command for `action`; false if it failed.
