@@ -164,6 +164,15 @@ pub struct Applied {
 pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> {
     let mut recoveries: BTreeMap<u64, Recovery> = BTreeMap::new();
     let mut applied = Vec::new();
+    let dispatches = plan
+        .actions
+        .iter()
+        .filter(|action| matches!(action, Action::Dispatch { .. }))
+        .count();
+    // A bar on a terminal when a fill starts several workers (hidden otherwise).
+    let bar = ctx
+        .printer
+        .progress(dispatches as u64, "dispatch", ctx.settings.json || dispatches < 2);
     for action in &plan.actions {
         match action {
             Action::Recover {
@@ -198,6 +207,7 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
                     }),
                 };
                 let result = dispatch::dispatch_one(ctx, &args, *issue).await;
+                bar.inc(1);
                 applied.push(match result {
                     Ok(view) => Applied {
                         issue: *issue,
@@ -224,6 +234,7 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
             }
         }
     }
+    bar.finish_and_clear();
     // A recovery without a slot for its dispatch waits for the next plan.
     for (issue, _) in recoveries {
         applied.push(Applied {
