@@ -146,3 +146,59 @@ fn set_user_version(path: &Path, version: i64) -> TestResult {
     connection.pragma_update(None, "user_version", version)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_deleted_while_a_loop_runs_changes_nothing_it_decides() -> TestResult {
+    let crew = env!("CARGO_BIN_EXE_crew");
+    let agent = format!(
+        "{crew} start && sleep 1 && echo done > done.txt && git add done.txt && \
+         git commit -qm done && {crew} done --no-pr --skip-rebase"
+    );
+    let sandbox = Sandbox::with_config(&agent, "max = 3\n").await?;
+    let child = tokio::process::Command::from(sandbox.command(&[
+        "loop",
+        "--interval",
+        "200ms",
+        "--until-idle",
+    ]))
+    .spawn()?;
+    // Once work is under way, the cache goes (the loop still holds its open file; every other
+    // crew process starts a new one).
+    for _ in 0..100 {
+        if !sandbox.assigned(1).await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    remove(&cache_files(&sandbox))?;
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .map_err(|_| "the loop did not finish")??;
+    assert!(output.status.success(), "{:?}", text(&output));
+    for issue in [1_u64, 3, 4, 5, 6, 7, 8, 9] {
+        let kinds: Vec<String> = sandbox
+            .comments(issue)
+            .await?
+            .iter()
+            .filter_map(|(_, body)| {
+                let start = body.find("\"kind\":\"")? + 8;
+                Some(body[start..].split('"').next()?.to_owned())
+            })
+            .collect();
+        assert_eq!(kinds, ["assigned", "started", "completed"], "#{issue}");
+    }
+    // And a fresh status agrees.
+    let (code, stdout, stderr) = status(&sandbox).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    let view: Value = serde_json::from_str(&stdout)?;
+    assert!(
+        view["issues"]
+            .as_array()
+            .is_some_and(|issues| issues.iter().all(|issue| issue["state"] == "completed")),
+        "{view}"
+    );
+    Ok(())
+}
