@@ -155,3 +155,137 @@ async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestRes
     );
     Ok(())
 }
+
+/// The rest of an issue's life through the binary: the agent's `crew done` (push, PR, comment,
+/// lease release), then `crew approve` and `crew merge` (merge, comment, lease read).
+const LIFE_ROUTES: [&str; 5] = [
+    "POST /repos/{owner}/{repo}/pulls",
+    "GET /repos/{owner}/{repo}/pulls",
+    "PATCH /repos/{owner}/{repo}/git/refs/{ref}",
+    "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge",
+    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
+];
+
+/// The event kinds on `issue`, in order.
+async fn kinds(sandbox: &Sandbox, issue: u64) -> TestResult<Vec<String>> {
+    Ok(sandbox
+        .comments(issue)
+        .await?
+        .iter()
+        .filter_map(|(_, body)| {
+            let start = body.find("\"kind\":\"")? + 8;
+            Some(body[start..].split('"').next()?.to_owned())
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestResult {
+    let crew = env!("CARGO_BIN_EXE_crew");
+    let agent = format!(
+        "{crew} start && echo $$ > work-$$.txt && git add . && git commit -qm work && {crew} done"
+    );
+    let sandbox = Sandbox::build(many, &agent, "").await?;
+    let control = Control::new(&sandbox.emulator)?;
+    let octocrab = octocrab::Octocrab::builder()
+        .base_uri(sandbox.base_url.as_str())?
+        .personal_token(crate::support::MAINTAINER.to_owned())
+        .build()?;
+    let mut issue = 10_u64;
+    let mut table = Vec::new();
+    for route in LIFE_ROUTES {
+        for (name, fault) in faults() {
+            let number = issue.to_string();
+            let mut rule = fault.clone();
+            rule["route"] = json!(route);
+            control.faults(json!([rule])).await?;
+            let dispatched = sandbox.crew(&["dispatch", &number]).await?;
+            assert!(dispatched.status.success(), "{:?}", text(&dispatched));
+            let mut seen = Vec::new();
+            for _ in 0..200 {
+                seen = kinds(&sandbox, issue).await?;
+                if seen
+                    .last()
+                    .is_some_and(|kind| kind == "in_review" || kind == "handover")
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if seen != ["assigned", "started", "in_review"] {
+                let logs = sandbox.dir.path().join(format!("widgets-worker-{issue}/.crew/logs"));
+                let mut text = String::new();
+                for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                    text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+                return Err(format!("{route} / {name}: the agent's done: {seen:?}\n{text}").into());
+            }
+            let approved = sandbox.crew(&["approve", &number]).await?;
+            assert!(approved.status.success(), "{:?}", text(&approved));
+            let merged = sandbox.crew(&["merge", &number]).await?;
+            let outcome = match merged.status.code() {
+                Some(0) => "done",
+                Some(3) => {
+                    let again = sandbox.crew(&["merge", &number]).await?;
+                    assert!(
+                        again.status.success(),
+                        "{route} / {name}: {:?}",
+                        text(&again)
+                    );
+                    "merge exit 3, rerun done"
+                }
+                other => {
+                    return Err(format!(
+                        "{route} / {name}: merge exit {other:?}: {:?}",
+                        text(&merged)
+                    )
+                    .into());
+                }
+            };
+            let left = control.get("/_emulator/faults").await?;
+            assert_eq!(
+                left["rules"],
+                json!([]),
+                "{route} / {name}: the fault never fired"
+            );
+            control.clear_faults().await?;
+            assert_eq!(
+                kinds(&sandbox, issue).await?,
+                ["assigned", "started", "in_review", "approved", "completed"],
+                "{route} / {name}"
+            );
+            let pulls: Value = octocrab
+                .get(
+                    "/repos/acme/widgets/pulls?state=all&per_page=100",
+                    None::<&()>,
+                )
+                .await?;
+            let mine: Vec<&Value> = pulls
+                .as_array()
+                .map(|pulls| {
+                    pulls
+                        .iter()
+                        .filter(|pull| {
+                            pull["body"].as_str().is_some_and(|body| {
+                                body.contains(&format!("Closes #{issue}\n"))
+                                    || body.ends_with(&format!("Closes #{issue}"))
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(mine.len(), 1, "{route} / {name}: pull requests {mine:?}");
+            assert!(
+                mine[0]["merged_at"].is_string(),
+                "{route} / {name}: not merged"
+            );
+            table.push(format!("| {route} | {name} | {outcome} |"));
+            issue += 1;
+        }
+    }
+    eprintln!(
+        "| operation | fault | outcome |\n|---|---|---|\n{}",
+        table.join("\n")
+    );
+    Ok(())
+}
