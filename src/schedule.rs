@@ -170,9 +170,11 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
         .filter(|action| matches!(action, Action::Dispatch { .. }))
         .count();
     // A bar on a terminal when a fill starts several workers (hidden otherwise).
-    let bar = ctx
-        .printer
-        .progress(dispatches as u64, "dispatch", ctx.settings.json || dispatches < 2);
+    let bar = ctx.printer.progress(
+        dispatches as u64,
+        "dispatch",
+        ctx.settings.json || dispatches < 2,
+    );
     for action in &plan.actions {
         match action {
             Action::Recover {
@@ -246,6 +248,51 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
         });
     }
     applied
+}
+
+/// Puts right the `crew:*` labels of issues whose label does not match their folded state
+/// (DESIGN.md 2.4: a mirror write that failed is retried on the next reconcile). Labels are in
+/// the mirror already, so finding the stale ones costs no request; only fixing one does. Does
+/// nothing when a project board, not labels, mirrors the states. Returns the issues fixed.
+pub async fn repair_labels(ctx: &Ctx, world: &World) -> Vec<u64> {
+    if !crate::github::labels_enabled(&ctx.settings) {
+        return Vec::new();
+    }
+    let Ok(repo) = ctx.settings.require_repo() else {
+        return Vec::new();
+    };
+    let Ok(github) = ctx.github().await else {
+        return Vec::new();
+    };
+    let mut fixed = Vec::new();
+    for issue in world.issues.iter().filter(|issue| issue.open) {
+        let wanted = crate::github::state_label(issue.state.state);
+        let current: Vec<&str> = issue
+            .labels
+            .iter()
+            .map(String::as_str)
+            .filter(|label| crate::github::CREW_LABELS.contains(label))
+            .collect();
+        let right = match wanted {
+            Some(label) => current == [label],
+            None => current.is_empty(),
+        };
+        if right {
+            continue;
+        }
+        let labels: Vec<&str> = issue.labels.iter().map(String::as_str).collect();
+        match github
+            .mirror_labels_from(repo, issue.number, issue.state.state, &labels)
+            .await
+        {
+            Ok(_) => fixed.push(issue.number),
+            Err(error) => ctx.printer.warn(format_args!(
+                "#{}: the crew label is still out of date ({error}); next cycle",
+                issue.number
+            )),
+        }
+    }
+    fixed
 }
 
 /// Finishes a dispatch of this host that died before its agent started, as the same attempt

@@ -213,7 +213,10 @@ async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestR
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             if seen != ["assigned", "started", "in_review"] {
-                let logs = sandbox.dir.path().join(format!("widgets-worker-{issue}/.crew/logs"));
+                let logs = sandbox
+                    .dir
+                    .path()
+                    .join(format!("widgets-worker-{issue}/.crew/logs"));
                 let mut text = String::new();
                 for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
                     text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
@@ -287,5 +290,53 @@ async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestR
         "| operation | fault | outcome |\n|---|---|---|\n{}",
         table.join("\n")
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_write_that_failed_for_good_is_repaired_by_the_next_fill() -> TestResult {
+    let sandbox = Sandbox::new("sleep 30").await?;
+    let control = Control::new(&sandbox.emulator)?;
+    // Every label write fails during the dispatch, retries included: a warning, not a failure.
+    control
+        .faults(json!([{
+            "route": "POST /repos/{owner}/{repo}/issues/{issue_number}/labels",
+            "fault": "error", "status": 502, "times": 20,
+        }]))
+        .await?;
+    let dispatched = sandbox.crew(&["dispatch", "3"]).await?;
+    let (stdout, stderr) = text(&dispatched);
+    assert!(dispatched.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("board or labels"), "{stderr}");
+    control.clear_faults().await?;
+    let labels = |issue: Option<crew::github::Issue>| -> Vec<String> {
+        issue
+            .map(|found| found.label_names().map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    assert!(labels(sandbox.github.issue(&sandbox.repo, 3).await?).is_empty());
+    // The next fill notices from what it already read, and writes the label once.
+    let filled = sandbox.crew(&["fill", "--max", "0", "--json"]).await?;
+    let (stdout, stderr) = text(&filled);
+    assert!(filled.status.success(), "{stdout}\n{stderr}");
+    let view: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(view["labels_fixed"], json!([3]), "{view}");
+    assert_eq!(
+        labels(sandbox.github.issue(&sandbox.repo, 3).await?),
+        ["crew:working"]
+    );
+    // Nothing left to fix, and nothing written for it.
+    control.reset_stats().await?;
+    let again = sandbox.crew(&["fill", "--max", "0", "--json"]).await?;
+    let view: Value = serde_json::from_str(&text(&again).0)?;
+    assert_eq!(view["labels_fixed"], json!([]), "{view}");
+    assert_eq!(
+        control
+            .requests("POST /repos/{owner}/{repo}/issues/{issue_number}/labels")
+            .await?,
+        0
+    );
+    let cancel = sandbox.crew(&["cancel", "3"]).await?;
+    assert!(cancel.status.success(), "{:?}", text(&cancel));
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct FillView {
     pub plan: Plan,
     /// What happened to each action (empty in a dry run).
     pub applied: Vec<Applied>,
+    /// Issues whose `crew:*` label was out of date and was put right.
+    pub labels_fixed: Vec<u64>,
 }
 
 pub async fn run(ctx: &Ctx, args: &FillArgs) -> Result<(), CrewError> {
@@ -83,6 +85,11 @@ pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView
             schedule::observe_world(ctx).await?
         }
     };
+    let labels_fixed = if dry_run {
+        Vec::new()
+    } else {
+        schedule::repair_labels(ctx, &observation.world).await
+    };
     let mut plan = schedule::plan(ctx, &mut observation.world).await?;
     if let Some(max) = max {
         limit(&mut plan, max);
@@ -95,6 +102,7 @@ pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView
         dry_run,
         plan,
         applied,
+        labels_fixed,
     })
 }
 
