@@ -6,6 +6,7 @@
 //! - `GIT_TERMINAL_PROMPT=0`: a fetch or push that needs a password fails instead of hanging a
 //!   detached supervisor on a prompt nobody sees.
 //! - `LC_ALL=C`: output is parsed, so it must not be translated.
+//! - `GIT_EDITOR=true`, `GIT_SEQUENCE_EDITOR=true`: a rebase never waits on an editor.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -72,7 +73,8 @@ where
     Ok(output(dir, args)?.0.status.success())
 }
 
-fn output<I, S>(dir: &Path, args: I) -> Result<(Output, String), WorkspaceError>
+/// Runs `git -C dir args…`: the output, whether it succeeded or not, and the command line.
+pub(crate) fn output<I, S>(dir: &Path, args: I) -> Result<(Output, String), WorkspaceError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -95,6 +97,9 @@ where
         .env_remove("GIT_INDEX_FILE")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("LC_ALL", "C")
+        // A rebase or a merge must never open an editor nobody sees.
+        .env("GIT_EDITOR", "true")
+        .env("GIT_SEQUENCE_EDITOR", "true")
         .stdin(Stdio::null())
         .output()
         .map_err(WorkspaceError::GitMissing)?;

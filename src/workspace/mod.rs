@@ -20,7 +20,7 @@
 //!   half-way is completed by the next run rather than duplicated.
 
 mod crew_dir;
-mod git;
+pub(crate) mod git;
 mod salvage;
 mod slug;
 mod worktree;

@@ -3,66 +3,15 @@
 //! branch.
 //!
 //! Like `workspace`, mutations and network go through the `git` CLI (the user's credential
-//! helper, hooks-free flags), with the same environment: no inherited `GIT_DIR`/`GIT_WORK_TREE`/
-//! `GIT_INDEX_FILE`, no terminal prompts, untranslated output. Everything here blocks; callers
+//! helper, hooks-free flags), through `workspace`'s own runner and so with the same environment. Everything here blocks; callers
 //! go through [`super::blocking`].
 
-use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use crate::workspace::{self, SalvageResult, WorkspaceError};
 
-/// Runs `git -C dir args…`; the output, whether it succeeded or not.
-fn output<I, S>(dir: &Path, args: I) -> Result<(Output, String), WorkspaceError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let args: Vec<_> = args
-        .into_iter()
-        .map(|arg| arg.as_ref().to_os_string())
-        .collect();
-    let command = args
-        .iter()
-        .map(|arg| arg.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(&args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        // A rebase must never open an editor nobody sees.
-        .env("GIT_EDITOR", "true")
-        .env("GIT_SEQUENCE_EDITOR", "true")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(WorkspaceError::GitMissing)?;
-    Ok((output, command))
-}
-
-/// Runs git and returns its stdout, or the failure with stderr.
-pub fn run<I, S>(dir: &Path, args: I) -> Result<String, WorkspaceError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let (output, command) = output(dir, args)?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(WorkspaceError::Git {
-            command,
-            dir: dir.to_path_buf(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
-}
+use crate::workspace::git::output;
+pub(crate) use crate::workspace::git::run;
 
 /// The commit HEAD is at.
 pub fn head(dir: &Path) -> Result<String, WorkspaceError> {
