@@ -176,14 +176,6 @@ impl Replacement {
         issue: u64,
         log: &Path,
     ) -> std::io::Result<std::process::Command> {
-        use std::os::unix::process::CommandExt;
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
         let mut command = std::process::Command::new(crew);
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
@@ -192,20 +184,8 @@ impl Replacement {
             .args(["-R", &self.repo, "--host", &self.host, "dispatch"])
             .arg(issue.to_string())
             .args(["--agent", &self.agent, "--profile", &self.profile])
-            .current_dir(&self.repo_root)
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        // SAFETY: `setsid` is async-signal-safe, and the closure allocates nothing.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok(command)
+            .current_dir(&self.repo_root);
+        detach(command, log)
     }
 }
 
@@ -272,23 +252,33 @@ pub fn supervisor_command(
     worktree: &Path,
     supervisor_log: &Path,
 ) -> std::io::Result<std::process::Command> {
-    use std::os::unix::process::CommandExt;
-    if let Some(dir) = supervisor_log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(supervisor_log)?;
     let mut command = std::process::Command::new(crew);
     command
         .arg("supervise")
         .arg("--worktree")
         .arg(worktree)
-        .current_dir(worktree)
+        .current_dir(worktree);
+    detach(command, supervisor_log)
+}
+
+/// `command` made to run detached: a new session (so no terminal's hangup or Ctrl-C reaches
+/// it), stdin from `/dev/null`, stdout and stderr appended to `log`.
+fn detach(
+    mut command: std::process::Command,
+    log: &Path,
+) -> std::io::Result<std::process::Command> {
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    command
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdout(out.try_clone()?)
+        .stderr(out);
     // SAFETY: `setsid` is async-signal-safe, and the closure allocates nothing.
     unsafe {
         command.pre_exec(|| {
