@@ -18,8 +18,7 @@
 //! - **Log tails are read from the end of the file** (the last 64 KiB), and the token this
 //!   command runs with is redacted from them, as `crew logs` does.
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,11 +37,7 @@ use crate::context::Ctx;
 use crate::error::{CrewError, ErrorKind};
 use crate::github::CORE;
 use crate::scheduler::{self, Limits};
-use crate::worker::locate::LocalWorker;
-use crate::worker::supervisor::redact;
 
-/// How much of the end of a log is read for its tail.
-const TAIL_BYTES: u64 = 64 * 1024;
 /// How many lines of a log tail are kept (more than any terminal shows).
 const TAIL_LINES: usize = 500;
 /// How often the key thread looks whether it should stop.
@@ -173,22 +168,9 @@ pub async fn refresh(ctx: &Ctx) -> Result<Refreshed, CrewError> {
 /// The newest worker of each issue among this clone's worktrees, with its log. Blocking.
 /// A worktree that cannot be read is left out: the dashboard then shows no log for it.
 pub fn local_logs(repo_root: &Path) -> Vec<LocalLog> {
-    let Ok(worktrees) = crate::workspace::worker_worktrees(repo_root) else {
-        return Vec::new();
-    };
-    let mut newest: std::collections::BTreeMap<u64, (PathBuf, crate::workspace::WorkerContext)> =
-        std::collections::BTreeMap::new();
-    for (worktree, context) in worktrees {
-        let newer = newest
-            .get(&context.issue)
-            .is_none_or(|(_, known)| known.attempt < context.attempt);
-        if newer {
-            newest.insert(context.issue, (worktree, context));
-        }
-    }
-    newest
-        .into_values()
-        .filter_map(|(worktree, context)| LocalWorker::load(&worktree, context).ok())
+    crate::worker::locate::newest_of_each(repo_root)
+        .unwrap_or_default()
+        .into_iter()
         .map(|worker| LocalLog {
             issue: worker.issue(),
             worker: worker.worker().to_owned(),
@@ -200,26 +182,7 @@ pub fn local_logs(repo_root: &Path) -> Vec<LocalLog> {
 /// The last lines of the log at `path` (none when it does not exist yet), `secrets` redacted.
 /// Blocking.
 pub fn read_tail(path: &Path, secrets: &[String]) -> std::io::Result<Vec<String>> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    let length = file.metadata()?.len();
-    let start = length.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
-    let text = redact(&String::from_utf8_lossy(&bytes), secrets);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        // The first line was cut by where the read started.
-        lines.remove(0);
-    }
-    Ok(lines[lines.len().saturating_sub(TAIL_LINES)..]
-        .iter()
-        .map(|line| (*line).to_owned())
-        .collect())
+    crate::worker::supervisor::tail_lines(path, TAIL_LINES, secrets)
 }
 
 /// The log tail of the selected row's worker, when it runs on this clone.

@@ -198,6 +198,25 @@ pub fn locate(repo_root: &Path, issue: u64) -> Result<Option<LocalWorker>, Locat
     }
 }
 
+/// The newest worker of every issue in the clone at `repo_root`, by issue. A worktree whose
+/// records cannot be read is left out. Blocking (git, files, `/proc`).
+pub fn newest_of_each(repo_root: &Path) -> Result<Vec<LocalWorker>, LocateError> {
+    let mut newest: std::collections::BTreeMap<u64, (PathBuf, WorkerContext)> =
+        std::collections::BTreeMap::new();
+    for (worktree, context) in workspace::worker_worktrees(repo_root)? {
+        if newest
+            .get(&context.issue)
+            .is_none_or(|(_, known)| known.attempt < context.attempt)
+        {
+            newest.insert(context.issue, (worktree, context));
+        }
+    }
+    Ok(newest
+        .into_values()
+        .filter_map(|(worktree, context)| LocalWorker::load(&worktree, context).ok())
+        .collect())
+}
+
 /// Whether the process group of `agent` (its leader's pid) still has a running member that is
 /// provably the agent's (see the module docs).
 pub fn agent_group_alive(agent: &ProcessIdentity) -> bool {

@@ -804,28 +804,40 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 /// The last `lines` lines of the log, redacted; empty when there is no log. Only the last
 /// 64 KiB are read: a tail for a comment, not a copy of a log that may be huge.
 pub async fn tail(log_path: &Path, lines: usize, secrets: &[String]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let (path, secrets) = (log_path.to_path_buf(), secrets.to_vec());
+    tokio::task::spawn_blocking(move || tail_lines(&path, lines, &secrets))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|lines| lines.join("\n"))
+        .unwrap_or_default()
+}
+
+/// [`tail`] as lines, blocking; no log yet is no lines (the dashboard's log pane reads it too).
+pub fn tail_lines(
+    log_path: &Path,
+    lines: usize,
+    secrets: &[String],
+) -> std::io::Result<Vec<String>> {
+    use std::io::{Read, Seek};
     const WINDOW: u64 = 64 * 1024;
-    let Ok(mut file) = tokio::fs::File::open(log_path).await else {
-        return String::new();
+    let mut file = match std::fs::File::open(log_path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
     };
-    let length = file.metadata().await.map(|meta| meta.len()).unwrap_or(0);
-    let start = length.saturating_sub(WINDOW);
-    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-        return String::new();
-    }
+    let start = file.metadata()?.len().saturating_sub(WINDOW);
+    file.seek(std::io::SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
-    if file.read_to_end(&mut bytes).await.is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
+    file.take(WINDOW).read_to_end(&mut bytes)?;
+    let text = redact(&String::from_utf8_lossy(&bytes), secrets);
     let mut all: Vec<&str> = text.lines().collect();
     if start > 0 && !all.is_empty() {
         // The first line was cut by the window.
         all.remove(0);
     }
     let first = all.len().saturating_sub(lines);
-    redact(&all[first..].join("\n"), secrets)
+    Ok(all[first..].iter().map(|line| (*line).to_owned()).collect())
 }
 
 async fn write_record(worktree: &Path, record: &SupervisedWorker) -> Result<(), SupervisorError> {

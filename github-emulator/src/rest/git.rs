@@ -138,21 +138,26 @@ fn commit_node_id(repo: &Repo, sha: &str) -> String {
     node_id("C", stable_id(&[&repo.id.to_string(), sha]))
 }
 
+/// A commit's `parents`: each parent's sha, its API URL under `api` and its page under `html`.
+fn parent_list(commit: &git2::Commit<'_>, api: &str, html: &str) -> Vec<Value> {
+    commit
+        .parent_ids()
+        .map(|p| {
+            json!({
+                "sha": p.to_string(),
+                "url": format!("{api}/{p}"),
+                "html_url": format!("{html}/commit/{p}"),
+            })
+        })
+        .collect()
+}
+
 /// `git-commit`.
 pub(crate) fn git_commit(base: &str, repo: &Repo, commit: &git2::Commit<'_>) -> Value {
     let sha = commit.id().to_string();
     let repo_api = render::repo_url(base, repo);
     let html = format!("{base}/{}/{}", repo.owner, repo.name);
-    let parents: Vec<Value> = commit
-        .parent_ids()
-        .map(|p| {
-            json!({
-                "sha": p.to_string(),
-                "url": format!("{repo_api}/git/commits/{p}"),
-                "html_url": format!("{html}/commit/{p}"),
-            })
-        })
-        .collect();
+    let parents = parent_list(commit, &format!("{repo_api}/git/commits"), &html);
     json!({
         "sha": sha,
         "node_id": commit_node_id(repo, &sha),
@@ -192,16 +197,7 @@ pub(crate) fn repo_commit(
     let sha = commit.id().to_string();
     let repo_api = render::repo_url(base, repo);
     let html = format!("{base}/{}/{}", repo.owner, repo.name);
-    let parents: Vec<Value> = commit
-        .parent_ids()
-        .map(|p| {
-            json!({
-                "sha": p.to_string(),
-                "url": format!("{repo_api}/commits/{p}"),
-                "html_url": format!("{html}/commit/{p}"),
-            })
-        })
-        .collect();
+    let parents = parent_list(commit, &format!("{repo_api}/commits"), &html);
     json!({
         "url": format!("{repo_api}/commits/{sha}"),
         "sha": sha,
