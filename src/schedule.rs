@@ -159,6 +159,41 @@ pub struct Applied {
     pub message: Option<String>,
 }
 
+impl Applied {
+    /// What a dispatch came to: `dispatched` (or `resumed`, when it finished an interrupted
+    /// one), `lost` (another host won the lease or the slot), or `failed`.
+    fn of(
+        issue: u64,
+        reason: Option<DispatchReason>,
+        result: Result<DispatchView, CrewError>,
+    ) -> Applied {
+        match result {
+            Ok(view) => Applied {
+                issue,
+                outcome: if view.resumed {
+                    "resumed"
+                } else {
+                    "dispatched"
+                },
+                reason,
+                dispatch: Some(view),
+                message: None,
+            },
+            Err(error) => Applied {
+                issue,
+                outcome: if error.kind() == ErrorKind::LostRace {
+                    "lost"
+                } else {
+                    "failed"
+                },
+                reason,
+                dispatch: None,
+                message: Some(error.to_string()),
+            },
+        }
+    }
+}
+
 /// Carries out `plan`: each `Dispatch` as a `crew dispatch` of its issue (with the `Recover`
 /// before it folded in). One failure does not stop the others.
 pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> {
@@ -210,29 +245,7 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, observed: &Observed) -> Vec<Applied> 
                 };
                 let result = dispatch::dispatch_one(ctx, &args, *issue).await;
                 bar.inc(1);
-                applied.push(match result {
-                    Ok(view) => Applied {
-                        issue: *issue,
-                        outcome: "dispatched",
-                        reason: Some(*reason),
-                        dispatch: Some(view),
-                        message: None,
-                    },
-                    Err(error) if error.kind() == ErrorKind::LostRace => Applied {
-                        issue: *issue,
-                        outcome: "lost",
-                        reason: Some(*reason),
-                        dispatch: None,
-                        message: Some(error.to_string()),
-                    },
-                    Err(error) => Applied {
-                        issue: *issue,
-                        outcome: "failed",
-                        reason: Some(*reason),
-                        dispatch: None,
-                        message: Some(error.to_string()),
-                    },
-                });
+                applied.push(Applied::of(*issue, Some(*reason), result));
             }
         }
     }
@@ -308,30 +321,7 @@ pub async fn resume(ctx: &Ctx, observed: &Observed, issue: u64) -> Applied {
         recovering: None,
         slots: None,
     };
-    match dispatch::dispatch_one(ctx, &args, issue).await {
-        Ok(view) => Applied {
-            issue,
-            outcome: if view.resumed {
-                "resumed"
-            } else {
-                "dispatched"
-            },
-            reason: None,
-            dispatch: Some(view),
-            message: None,
-        },
-        Err(error) => Applied {
-            issue,
-            outcome: if error.kind() == ErrorKind::LostRace {
-                "lost"
-            } else {
-                "failed"
-            },
-            reason: None,
-            dispatch: None,
-            message: Some(error.to_string()),
-        },
-    }
+    Applied::of(issue, None, dispatch::dispatch_one(ctx, &args, issue).await)
 }
 
 /// The agent and profile of the issue's newest `assigned` event: a continuation keeps them.

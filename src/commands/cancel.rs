@@ -36,7 +36,7 @@ use crate::agents::Profile;
 use crate::commands::brief;
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::{Board, GitHub, GitHubError, LeaseWriteError, PostMode, RepoSlug};
+use crate::github::{Board, GitHub, GitHubError, PostMode, Release, RepoSlug};
 use crate::observe::timestamp;
 use crate::prompt::{CommentContext, Prompts};
 use crate::protocol::lease::{
@@ -461,22 +461,14 @@ async fn release(
     lease: &Lease,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<&'static str, CrewError> {
-    let held = match github
-        .reclaim_lease(repo, prefix, lease.issue, &lease.worker, lease.attempt)
-        .await
-    {
-        Ok(held) => held,
-        Err(LeaseWriteError::Superseded { .. }) => return Ok("superseded"),
-        Err(error) => return Err(error.into()),
-    };
-    if held.lease.state == LeaseState::Released {
-        return Ok("already_released");
-    }
-    match github.release_lease(repo, &held, now).await {
-        Ok(_) => Ok("released"),
-        Err(LeaseWriteError::Superseded { .. }) => Ok("superseded"),
-        Err(error) => Err(error.into()),
-    }
+    let released = github
+        .release_attempt(repo, prefix, lease.issue, &lease.worker, lease.attempt, now)
+        .await?;
+    Ok(match released {
+        Release::Released => "released",
+        Release::AlreadyReleased => "already_released",
+        Release::Superseded => "superseded",
+    })
 }
 
 /// The lease of `issue` as it stands: `None` without a lease ref, the reason when the ref holds

@@ -30,7 +30,6 @@ use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::LeaseWriteError;
 use crate::observe::{ObserveOptions, Observed, observe};
 use crate::protocol::State;
 use crate::reconcile::{self, Liveness, LocalWorker, ReconciledWorker};
@@ -357,30 +356,19 @@ async fn settle(ctx: &Ctx, local: &LocalWorker, issue_over: bool) {
 
 async fn release(ctx: &Ctx, local: &LocalWorker) -> Result<LeaseFate, CrewError> {
     let settings = &ctx.settings;
-    let repo = settings.require_repo()?;
-    let github = ctx.github().await?;
-    let held = match github
-        .reclaim_lease(
-            repo,
+    let released = ctx
+        .github()
+        .await?
+        .release_attempt(
+            settings.require_repo()?,
             &settings.config.lease_ref_prefix,
             local.issue,
             &local.worker,
             local.attempt,
+            ctx.clock.now(),
         )
-        .await
-    {
-        Ok(held) => held,
-        Err(LeaseWriteError::Superseded { .. }) => return Ok(LeaseFate::Superseded),
-        Err(error) => return Err(error.into()),
-    };
-    if held.lease.state == crate::protocol::lease::LeaseState::Released {
-        return Ok(LeaseFate::AlreadyReleased);
-    }
-    match github.release_lease(repo, &held, ctx.clock.now()).await {
-        Ok(_) => Ok(LeaseFate::Released),
-        Err(LeaseWriteError::Superseded { .. }) => Ok(LeaseFate::Superseded),
-        Err(error) => Err(error.into()),
-    }
+        .await?;
+    Ok(released.into())
 }
 
 /// Measures the worktree and, when its issue is over (and nothing of it still runs), saves its

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::commands::maintainer::Maintained;
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::{LeaseWriteError, MergeMethod, MergeOutcome, PostMode};
+use crate::github::{MergeMethod, MergeOutcome, PostMode, Release};
 use crate::protocol::{EventBody, State};
 use crate::workspace;
 
@@ -194,28 +194,19 @@ async fn release(ctx: &Ctx, issue: &Maintained) -> bool {
     let Ok(attempt) = u32::try_from(attempt) else {
         return false;
     };
-    let prefix = &ctx.settings.config.lease_ref_prefix;
-    let held = match issue
+    let released = issue
         .github
-        .reclaim_lease(&issue.repo, prefix, issue.number(), worker, attempt)
-        .await
-    {
-        Ok(held) => held,
-        Err(LeaseWriteError::Superseded { .. }) => return false,
-        Err(error) => {
-            ctx.printer.warn(format_args!(
-                "#{}: lease not released: {error}",
-                issue.number()
-            ));
-            return false;
-        }
-    };
-    match issue
-        .github
-        .release_lease(&issue.repo, &held, chrono::Utc::now())
-        .await
-    {
-        Ok(released) => released.lease.state == crate::protocol::lease::LeaseState::Released,
+        .release_attempt(
+            &issue.repo,
+            &ctx.settings.config.lease_ref_prefix,
+            issue.number(),
+            worker,
+            attempt,
+            chrono::Utc::now(),
+        )
+        .await;
+    match released {
+        Ok(released) => released == Release::Released,
         Err(error) => {
             ctx.printer.warn(format_args!(
                 "#{}: lease not released: {error}",

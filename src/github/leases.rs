@@ -242,6 +242,17 @@ pub struct LeaseRequest {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// What [`GitHub::release_attempt`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Released now.
+    Released,
+    /// It was released already.
+    AlreadyReleased,
+    /// Another worker or attempt holds the lease (or the ref is gone): nothing of ours to let go.
+    Superseded,
+}
+
 /// A commit of the base branch and its tree, as a clone knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseTip {
@@ -633,6 +644,37 @@ impl GitHub {
             sha: sha.clone(),
             tree: commit.tree.sha,
         })
+    }
+
+    /// Lets go of `worker`'s attempt `attempt` at `issue` from wherever its ref stands now
+    /// ([`GitHub::reclaim_lease`], then [`GitHub::release_lease`]): for whoever ends an attempt
+    /// without holding its lease's latest tip (cancel, merge, gc). A lease another attempt holds
+    /// now, or one already released, is left as it is and said so. 2–4 requests.
+    pub async fn release_attempt(
+        &self,
+        repo: &RepoSlug,
+        prefix: &str,
+        issue: u64,
+        worker: &str,
+        attempt: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Release, LeaseWriteError> {
+        let held = match self
+            .reclaim_lease(repo, prefix, issue, worker, attempt)
+            .await
+        {
+            Ok(held) => held,
+            Err(LeaseWriteError::Superseded { .. }) => return Ok(Release::Superseded),
+            Err(error) => return Err(error),
+        };
+        if held.lease.state == LeaseState::Released {
+            return Ok(Release::AlreadyReleased);
+        }
+        match self.release_lease(repo, &held, now).await {
+            Ok(_) => Ok(Release::Released),
+            Err(LeaseWriteError::Superseded { .. }) => Ok(Release::Superseded),
+            Err(error) => Err(error),
+        }
     }
 
     /// Writes `lease` as a child of `held.sha` and fast-forwards the ref to it.

@@ -57,7 +57,7 @@ pub use error::{GitHubError, GraphQlError, ValidationDetail};
 pub use events::{PostMode, PostedEvent};
 pub use graphql::GraphQlResponse;
 pub use labels::{CREW_LABEL_SPECS, LabelCreated, LabelSpec};
-pub use leases::{BaseTip, HeldLease, LeaseRequest, LeaseWriteError, ObservedLease};
+pub use leases::{BaseTip, HeldLease, LeaseRequest, LeaseWriteError, ObservedLease, Release};
 pub use pulls::{
     MergeMethod, MergeOutcome, NewPullRequest, PullEnd, PullRequest, PullReview, ReviewComment,
 };

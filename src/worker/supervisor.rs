@@ -470,6 +470,16 @@ pub enum LeaseFate {
     Superseded,
 }
 
+impl From<crate::github::Release> for LeaseFate {
+    fn from(release: crate::github::Release) -> LeaseFate {
+        match release {
+            crate::github::Release::Released => LeaseFate::Released,
+            crate::github::Release::AlreadyReleased => LeaseFate::AlreadyReleased,
+            crate::github::Release::Superseded => LeaseFate::Superseded,
+        }
+    }
+}
+
 /// `.crew/handover.json`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HandoverRecord {
