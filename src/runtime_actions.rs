@@ -273,22 +273,10 @@ pub async fn run_worker(ctx: &Ctx, request: &RunWorkerRequest) -> Result<RunWork
         attempt: request.attempt,
         current,
     };
-    let current = github
-        .leases_graphql(&repo, prefix)
-        .await?
-        .into_iter()
-        .find(|observed| observed.issue == number)
-        .and_then(|observed| observed.lease.ok());
-    let Some(lease) = current else {
+    let Some(held) = github.lease_at_tip(&repo, prefix, number).await? else {
         return Err(superseded(None).into());
     };
-    if lease.attempt != request.attempt || lease.state != LeaseState::Held {
-        return Err(superseded(Some(lease)).into());
-    }
-    let held = github
-        .reclaim_lease(&repo, prefix, number, &lease.worker, request.attempt)
-        .await?;
-    if held.lease.state != LeaseState::Held {
+    if held.lease.attempt != request.attempt || held.lease.state != LeaseState::Held {
         return Err(superseded(Some(held.lease)).into());
     }
     let worker_id = held.lease.worker.clone();

@@ -604,14 +604,30 @@ impl GitHub {
         worker: &str,
         attempt: u32,
     ) -> Result<HeldLease, LeaseWriteError> {
-        let ref_name = lease_ref(prefix, issue);
         let superseded = |current: Option<Lease>| LeaseWriteError::Superseded {
             issue,
             attempt,
             current,
         };
+        match self.lease_at_tip(repo, prefix, issue).await? {
+            Some(held) if held.lease.worker == worker && held.lease.attempt == attempt => Ok(held),
+            Some(held) => Err(superseded(Some(held.lease))),
+            None => Err(superseded(None)),
+        }
+    }
+
+    /// The lease of `issue` as its ref stands now, whoever holds it, as a [`HeldLease`] from
+    /// whose tip a holder could write; `None` without a ref. A ref crew cannot read is
+    /// [`LeaseWriteError::Unreadable`]. 2 requests (get ref, get commit).
+    pub async fn lease_at_tip(
+        &self,
+        repo: &RepoSlug,
+        prefix: &str,
+        issue: u64,
+    ) -> Result<Option<HeldLease>, LeaseWriteError> {
+        let ref_name = lease_ref(prefix, issue);
         let Some(git_ref) = self.get_ref(repo, &ref_name).await? else {
-            return Err(superseded(None));
+            return Ok(None);
         };
         let sha = git_ref.object.sha;
         let unreadable = |error: LeaseError| LeaseWriteError::Unreadable {
@@ -635,15 +651,12 @@ impl GitHub {
                 other => other,
             })?;
         let lease = parse_lease_for(issue, &commit.message).map_err(unreadable)?;
-        if lease.worker != worker || lease.attempt != attempt {
-            return Err(superseded(Some(lease)));
-        }
-        Ok(HeldLease {
+        Ok(Some(HeldLease {
             lease,
             ref_name,
             sha: sha.clone(),
             tree: commit.tree.sha,
-        })
+        }))
     }
 
     /// Lets go of `worker`'s attempt `attempt` at `issue` from wherever its ref stands now
