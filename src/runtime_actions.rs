@@ -77,9 +77,6 @@ const RUNTIME: &str = "actions";
 /// SIGINT, then SIGTERM 7.5 s later, then kills the job).
 const GRACE_MILLIS: u64 = 3_000;
 
-/// How long run-worker waits for the worktree's supervisor lock.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
-
 // ---------------------------------------------------------------------------------------------
 // crew dispatch --runtime actions
 // ---------------------------------------------------------------------------------------------
@@ -352,8 +349,9 @@ pub async fn run_worker(ctx: &Ctx, request: &RunWorkerRequest) -> Result<RunWork
     let path = worktree.path.clone();
     // One supervisor per worktree, here as locally.
     let lock_path = lock::supervisor_lock_path(&path);
-    let Some(_supervising) =
-        lock::lock_within(&lock_path, LOCK_PATIENCE).map_err(CrewError::internal)?
+    let Some(_supervising) = lock::take_supervisor_lock(&path)
+        .await
+        .map_err(CrewError::internal)?
     else {
         return Err(CrewError::lost_race(format!(
             "another supervisor holds {}; leaving this worker to it",

@@ -20,10 +20,6 @@ use crate::settings::RepoSlug;
 use crate::worker::{self, SupervisorConfig, lock};
 use crate::workspace;
 
-/// How long a starting supervisor waits for the supervisor lock (a probe holds it for
-/// microseconds; a live supervisor holds it for good).
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Supervise one worker's agent (started by `crew dispatch`)
 #[derive(Debug, Args)]
 pub struct SuperviseArgs {
@@ -38,8 +34,9 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     // One supervisor per worktree, held until this process dies however it dies: a second one
     // (started by a dispatch that resumed while this one was starting) leaves at once.
     let lock_path = lock::supervisor_lock_path(&worktree);
-    let Some(lock_guard) =
-        lock::lock_within(&lock_path, LOCK_PATIENCE).map_err(CrewError::internal)?
+    let Some(lock_guard) = lock::take_supervisor_lock(&worktree)
+        .await
+        .map_err(CrewError::internal)?
     else {
         ctx.printer.warn(format_args!(
             "another supervisor holds {}; leaving this worker to it",

@@ -87,6 +87,19 @@ pub fn supervisor_lock_path(worktree: &Path) -> PathBuf {
     worktree.join(CREW_DIR).join(SUPERVISOR_LOCK)
 }
 
+/// How long a starting supervisor waits for its worktree's lock: a probe ([`is_locked`]) holds
+/// it for microseconds, a live supervisor for good.
+pub const SUPERVISOR_LOCK_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Takes `worktree`'s supervisor lock for the life of this process (off the async runtime's
+/// threads: it may wait [`SUPERVISOR_LOCK_PATIENCE`]); `None` when another supervisor holds it.
+pub async fn take_supervisor_lock(worktree: &Path) -> std::io::Result<Option<HeldLock>> {
+    let path = supervisor_lock_path(worktree);
+    tokio::task::spawn_blocking(move || lock_within(&path, SUPERVISOR_LOCK_PATIENCE))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Whether a supervisor runs for `worktree` (it holds the supervisor lock). An unreadable lock
 /// file counts as running: crew never starts a second supervisor on a guess.
 pub fn supervisor_running(worktree: &Path) -> bool {
