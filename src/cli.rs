@@ -116,7 +116,16 @@ pub fn main_exit_code() -> ExitCode {
     init_tracing(&cli.global, &env, printer.err_style().enabled());
 
     let result = dotenv.and_then(|()| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        // A worker's supervisor lives as long as its agent, one per worker: it waits on a
+        // process, a timer and a lease renewal, so one thread does (a multi-threaded runtime
+        // would start a thread per core in each of them). Blocking work still gets its own
+        // short-lived threads from `spawn_blocking`.
+        let mut builder = if matches!(cli.command, crate::commands::Command::Supervise(_)) {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        let runtime = builder
             .enable_all()
             .build()
             .map_err(StartupError::Runtime)?;

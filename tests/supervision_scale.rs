@@ -3,7 +3,8 @@
 //! samples every supervisor's CPU time and memory from `/proc` over a steady window and prints
 //! the totals. Ignored by default (it holds 32 processes for a minute):
 //! `cargo test --test crew supervision_scale -- --ignored --nocapture`
-//! (`CREW_SCALE_WORKERS`, `CREW_SCALE_SECONDS` change the 32 and the 60).
+//! (`CREW_SCALE_WORKERS`, `CREW_SCALE_SECONDS` change the 32 and the 60; `CREW_SCALE_BIN`
+//! measures another build of crew, e.g. `target/release/crew`).
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,18 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("Rss:")?, field("Pss:")?))
 }
 
+/// Memory only `pid` holds (Private_Clean + Private_Dirty), in KiB, and its thread count.
+fn private_kib_and_threads(pid: u32) -> Option<(u64, u64)> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let private = rollup
+        .lines()
+        .filter(|line| line.starts_with("Private_"))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count() as u64;
+    Some((private, threads))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "holds 32 worker processes for a minute; run it to measure"]
 async fn thirty_two_supervised_workers_cost_little_in_steady_state() -> TestResult {
@@ -67,11 +80,17 @@ async fn thirty_two_supervised_workers_cost_little_in_steady_state() -> TestResu
         "",
     )
     .await?;
+    // The supervisors are the binary that dispatched them: `CREW_SCALE_BIN` measures another
+    // build (a release build: `cargo build --release`, then CREW_SCALE_BIN=target/release/crew).
+    let binary = std::env::var_os("CREW_SCALE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_crew").into());
+    let binary = std::fs::canonicalize(&binary)
+        .map_err(|error| format!("CREW_SCALE_BIN {}: {error}", binary.display()))?;
     let mut supervisors = Vec::new();
     for issue in 10..10 + workers {
-        let output = sandbox
-            .crew(&["dispatch", &issue.to_string(), "--json"])
-            .await?;
+        let command = sandbox.command_of(&binary, &["dispatch", &issue.to_string(), "--json"]);
+        let output = tokio::process::Command::from(command).output().await?;
         let (stdout, stderr) = text(&output);
         assert!(output.status.success(), "{stdout}\n{stderr}");
         let view: Value = serde_json::from_str(&stdout)?;
@@ -82,14 +101,20 @@ async fn thirty_two_supervised_workers_cost_little_in_steady_state() -> TestResu
     let ticks_per_second = 100.0; // Linux USER_HZ
     let before: u64 = supervisors.iter().filter_map(|pid| cpu_ticks(*pid)).sum();
     let started = Instant::now();
-    let (mut peak_rss, mut peak_pss) = (0_u64, 0_u64);
+    let (mut peak_rss, mut peak_pss, mut peak_private, mut threads) = (0_u64, 0_u64, 0_u64, 0);
     while started.elapsed() < Duration::from_secs(seconds) {
         let (rss, pss) = supervisors
             .iter()
             .filter_map(|pid| memory_kib(*pid))
             .fold((0, 0), |(rss, pss), (r, p)| (rss + r, pss + p));
+        let (private, thread_count) = supervisors
+            .iter()
+            .filter_map(|pid| private_kib_and_threads(*pid))
+            .fold((0, 0), |(private, count), (p, t)| (private + p, count + t));
         peak_rss = peak_rss.max(rss);
         peak_pss = peak_pss.max(pss);
+        peak_private = peak_private.max(private);
+        threads = threads.max(thread_count);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let after: u64 = supervisors.iter().filter_map(|pid| cpu_ticks(*pid)).sum();
@@ -97,10 +122,13 @@ async fn thirty_two_supervised_workers_cost_little_in_steady_state() -> TestResu
     let cpu_percent = (after - before) as f64 / ticks_per_second / elapsed * 100.0;
     eprintln!(
         "{workers} supervised workers over {elapsed:.0} s: supervisors' CPU {cpu_percent:.3}% of one core; \
-         peak RSS {:.1} MiB in all ({:.1} MiB each), peak PSS {:.1} MiB in all",
+         peak RSS {:.1} MiB in all ({:.1} MiB each), peak PSS {:.1} MiB in all, private {:.1} MiB \
+         in all; {threads} threads in all; binary {}",
         peak_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0 / workers as f64,
         peak_pss as f64 / 1024.0,
+        peak_private as f64 / 1024.0,
+        binary.display(),
     );
     assert_eq!(
         supervisors

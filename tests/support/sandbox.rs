@@ -104,7 +104,12 @@ impl Sandbox {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_crew"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_crew")), args)
+    }
+
+    /// [`Sandbox::command`] with another build of `crew` (a measurement of a release build).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command
             .args(["-R", "acme/widgets", "--config"])
             .arg(&self.config)
