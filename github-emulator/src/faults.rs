@@ -3,6 +3,11 @@
 //!
 //! Rules are deterministic by default (`times`: the next N matching requests); `rate` adds a
 //! seeded probability so a test run can be replayed.
+//!
+//! Every GraphQL request is one route (`POST /graphql`), so a rule can also name an
+//! `operation`: it then hits only GraphQL requests whose operation has that name (`CrewBoardAdd`)
+//! or selects that top-level field (`addProjectV2ItemById`). That is how a test fails one
+//! mutation of several a client sends, and lets the others through.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +43,10 @@ pub struct FaultRule {
     /// Probability (0..=1) that a matching request is hit; always when absent.
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Only GraphQL requests whose operation is named this, or selects a top-level field of
+    /// this name (see the module docs); every request on `route` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -52,7 +61,12 @@ pub enum FaultKind {
 }
 
 impl FaultRule {
-    fn matches(&self, route: &str) -> bool {
+    fn matches(&self, route: &str, operations: &[String]) -> bool {
+        if let Some(operation) = &self.operation
+            && !operations.contains(operation)
+        {
+            return false;
+        }
         if self.route == "*" || self.route == route {
             return true;
         }
@@ -66,8 +80,19 @@ impl FaultRule {
 impl Faults {
     /// The fault to apply to a request on `route`, consuming one of its `times`.
     pub fn take(&mut self, route: &str) -> Option<FaultRule> {
+        self.take_for(route, &[])
+    }
+
+    /// Whether some rule names a GraphQL operation (then a GraphQL request's body is read
+    /// before the faults are taken).
+    pub fn targets_operations(&self) -> bool {
+        self.rules.iter().any(|rule| rule.operation.is_some())
+    }
+
+    /// [`Faults::take`] for a request that runs `operations` (see [`graphql_operations`]).
+    pub fn take_for(&mut self, route: &str, operations: &[String]) -> Option<FaultRule> {
         for index in 0..self.rules.len() {
-            if !self.rules[index].matches(route) {
+            if !self.rules[index].matches(route, operations) {
                 continue;
             }
             if let Some(rate) = self.rules[index].rate
@@ -98,6 +123,52 @@ impl Faults {
     }
 }
 
+/// What a GraphQL request body runs: the selected operation's name (when it has one) and the
+/// names of its top-level fields. Empty for a body that is not a GraphQL request or does not
+/// parse (the handler reports those; no fault rule with an `operation` can hit them).
+pub fn graphql_operations(body: &[u8]) -> Vec<String> {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(Ok(document)) = request["query"]
+        .as_str()
+        .map(async_graphql::parser::parse_query)
+    else {
+        return Vec::new();
+    };
+    let wanted = request["operationName"].as_str();
+    let (name, operation) = match &document.operations {
+        DocumentOperations::Single(operation) => (None, operation),
+        DocumentOperations::Multiple(operations) => {
+            let found = match wanted {
+                Some(wanted) => operations.iter().find(|(name, _)| name.as_str() == wanted),
+                None if operations.len() == 1 => operations.iter().next(),
+                None => None,
+            };
+            match found {
+                Some((name, operation)) => (Some(name.to_string()), operation),
+                None => return Vec::new(),
+            }
+        }
+    };
+    // A named operation is in the map (even alone); only an anonymous one is `Single`.
+    name.into_iter()
+        .chain(
+            operation
+                .node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|item| match &item.node {
+                    Selection::Field(field) => Some(field.node.name.node.to_string()),
+                    _ => None,
+                }),
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +181,7 @@ mod tests {
             retry_after: None,
             times,
             rate,
+            operation: None,
         }
     }
 
@@ -140,5 +212,53 @@ mod tests {
         let hits = hits_a.iter().filter(|h| **h).count();
         assert!((16..=48).contains(&hits), "about half: {hits}");
         assert!(a.take("GET /x").is_none());
+    }
+
+    #[test]
+    fn an_operation_rule_hits_only_that_graphql_operation() {
+        let mut faults = Faults {
+            rules: vec![FaultRule {
+                operation: Some("addProjectV2ItemById".to_string()),
+                ..rule("POST /graphql", Some(1), None)
+            }],
+            ..Faults::default()
+        };
+        assert!(faults.targets_operations());
+        let body = |query: &str| serde_json::json!({"query": query, "variables": {}}).to_string();
+        let item = graphql_operations(
+            body("query CrewBoardItem { repository(owner: \"a\", name: \"b\") { id } }").as_bytes(),
+        );
+        assert_eq!(item, ["CrewBoardItem", "repository"]);
+        assert!(faults.take_for("POST /graphql", &item).is_none());
+        // The plain route never carries operations.
+        assert!(faults.take("POST /graphql").is_none());
+        let add = graphql_operations(
+            body("mutation CrewBoardAdd($p: ID!) { addProjectV2ItemById(input: {projectId: $p}) { item { id } } }")
+                .as_bytes(),
+        );
+        assert_eq!(add, ["CrewBoardAdd", "addProjectV2ItemById"]);
+        assert!(faults.take_for("POST /graphql", &add).is_some());
+        assert!(faults.rules.is_empty());
+        // By operation name too; anonymous documents and several operations.
+        let mut by_name = Faults {
+            rules: vec![FaultRule {
+                operation: Some("Second".to_string()),
+                ..rule("POST /graphql", None, None)
+            }],
+            ..Faults::default()
+        };
+        let two = serde_json::json!({
+            "query": "query First { viewer { login } } query Second { rateLimit { used } }",
+            "operationName": "Second",
+        });
+        let ops = graphql_operations(two.to_string().as_bytes());
+        assert_eq!(ops, ["Second", "rateLimit"]);
+        assert!(by_name.take_for("POST /graphql", &ops).is_some());
+        assert_eq!(
+            graphql_operations(body("{ viewer { login } }").as_bytes()),
+            ["viewer"]
+        );
+        assert!(graphql_operations(b"not json").is_empty());
+        assert!(graphql_operations(body("query {").as_bytes()).is_empty());
     }
 }

@@ -391,9 +391,19 @@ pub async fn github_layer(
     }
 
     // 3. Injected faults, then the primary limit (REST costs one point; GraphQL prices itself).
+    // A rule may name one GraphQL operation: then the body is read first to see which it is.
+    let mut operations = Vec::new();
+    if graphql && shared.lock().faults.targets_operations() {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        operations = crate::faults::graphql_operations(&bytes);
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
     let (fault, limited) = {
         let mut state = shared.lock();
-        let fault = state.faults.take(&route);
+        let fault = state.faults.take_for(&route, &operations);
         let limited = if free
             || graphql
             || matches!(
