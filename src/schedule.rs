@@ -308,6 +308,54 @@ pub async fn repair_labels(ctx: &Ctx, world: &World) -> Vec<u64> {
     fixed
 }
 
+/// Puts right the project board where a status write of this host failed or fell behind
+/// (DESIGN.md 2.4): the cache's board rows say what crew last wrote (and what it failed to
+/// write) per issue, so finding them costs no request — the board itself is never read here,
+/// and an issue with no row is never touched. Writes the status of each issue whose row owes a
+/// write or whose recorded status differs from its folded state. Does nothing without a
+/// project. Returns the issues fixed.
+pub async fn repair_board(ctx: &Ctx, world: &World) -> Vec<u64> {
+    let Ok(repo) = ctx.settings.require_repo() else {
+        return Vec::new();
+    };
+    let board = crate::github::Board::new(&ctx.settings, repo);
+    let Some(project) = board.project_key() else {
+        return Vec::new();
+    };
+    let (Ok(cache), Ok(github)) = (ctx.cache().await, ctx.github().await) else {
+        return Vec::new();
+    };
+    let rows = match cache.board_rows(&project).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            ctx.printer
+                .warn(format_args!("could not read the board rows: {error}"));
+            return Vec::new();
+        }
+    };
+    let mut fixed = Vec::new();
+    for row in rows {
+        let Some(issue) = world.issues.iter().find(|issue| issue.number == row.issue) else {
+            continue;
+        };
+        let state = issue.state.state;
+        let Some(wanted) = board.status_name(state) else {
+            continue;
+        };
+        if row.wanted.is_none() && row.status.as_deref() == Some(wanted) {
+            continue;
+        }
+        match board.set_state(github, repo, row.issue, state).await {
+            Ok(_) => fixed.push(row.issue),
+            Err(error) => ctx.printer.warn(format_args!(
+                "#{}: the board status is still out of date ({error}); next cycle",
+                row.issue
+            )),
+        }
+    }
+    fixed
+}
+
 /// Finishes a dispatch of this host that died before its agent started, as the same attempt
 /// (`crew dispatch` recognises its own interrupted dispatch; see [`dispatch`]).
 pub async fn resume(ctx: &Ctx, observed: &Observed, issue: u64) -> Applied {

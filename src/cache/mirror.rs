@@ -108,8 +108,9 @@ impl Cache {
         self.meta(SOURCE_KEY).await
     }
 
-    /// Empties the mirror (issues, comments, cursors, project items), keeping ETags, lease
-    /// commits (immutable, keyed by sha) and the process table; the next sync is cold.
+    /// Empties the mirror (issues, comments, cursors), keeping ETags, lease commits (immutable,
+    /// keyed by sha), the board rows (what this host wrote or owes the board, which no sync
+    /// brings back; see `board`) and the process table; the next sync is cold.
     pub async fn clear_mirror(&self) -> Result<(), CacheError> {
         self.call(|connection| {
             let transaction = connection.transaction()?;
@@ -257,10 +258,6 @@ impl Cache {
                     "SELECT name, since FROM sync_cursors ORDER BY name".to_string(),
                 ),
                 (
-                    "project_items",
-                    "SELECT issue, item_id, status FROM project_items ORDER BY issue".to_string(),
-                ),
-                (
                     "lease_commits",
                     "SELECT sha, message FROM lease_commits ORDER BY sha".to_string(),
                 ),
@@ -317,10 +314,8 @@ fn comment_row(row: &Row<'_>) -> rusqlite::Result<CommentRow> {
 }
 
 fn clear(connection: &Connection) -> rusqlite::Result<()> {
-    connection.execute_batch(
-        "DELETE FROM issues; DELETE FROM comments; DELETE FROM sync_cursors;
-         DELETE FROM project_items;",
-    )?;
+    connection
+        .execute_batch("DELETE FROM issues; DELETE FROM comments; DELETE FROM sync_cursors;")?;
     connection.execute("DELETE FROM meta WHERE key = ?1", params![SOURCE_KEY])?;
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! points. It holds the ETag store behind conditional GETs, so a second `crew` process gets
 //! `304 Not Modified` (free on GitHub's rate limit) and reuses the body the first one stored; the
 //! mirror [`crate::sync`] fills (issues, event comments, cursors; see `mirror`); lease commit
-//! messages and project items; and the process table, the one thing a rebuild cannot restore
-//! (it describes processes on this host, which `.crew/worker.json` in each worktree repeats).
+//! messages; what crew last wrote to the project board (see `board`); and the process table,
+//! the one thing a rebuild cannot restore (it describes processes on this host, which
+//! `.crew/worker.json` in each worktree repeats).
 //!
 //! Decisions, and why:
 //! - **rusqlite is blocking**, so every access goes through [`Cache::call`], one `spawn_blocking`
@@ -17,11 +18,13 @@
 //! - **WAL** so a `crew status` can read while a `crew loop` writes, with a busy timeout instead
 //!   of immediate `SQLITE_BUSY` failures.
 
+mod board;
 mod location;
 mod mirror;
 mod processes;
 mod views;
 
+pub use board::BoardRow;
 pub use location::{CACHE_FILE_NAME, CacheLocation};
 pub use mirror::{CommentRow, CursorRow, IssueRow, MirrorChanges, MirrorUpdate, timestamp};
 pub use processes::ProcessRow;
@@ -104,6 +107,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
+    );",
+    // 3: the board rows (see `board`): per project (`owner/number`) and issue, the item's id,
+    // the status crew last wrote and a status whose write failed; and per project its node ids
+    // (project, status field, options) as JSON. Migration 2's `project_items`
+    // was never written, so it is replaced rather than altered (its `item_id` was NOT NULL, and
+    // an owed write may not know the item yet).
+    "DROP TABLE project_items;
+    CREATE TABLE project_items (
+        project TEXT NOT NULL,
+        issue   INTEGER NOT NULL,
+        item_id TEXT,
+        status  TEXT,
+        wanted  TEXT,
+        PRIMARY KEY (project, issue)
+    );
+    CREATE TABLE board_projects (
+        project TEXT PRIMARY KEY NOT NULL,
+        ids     TEXT NOT NULL
     );",
 ];
 
@@ -561,6 +582,7 @@ mod tests {
         // migrations at the end of MIGRATIONS and new pins below; never change an old pin.
         assert!(MIGRATIONS[0].starts_with("CREATE TABLE http_etags ("));
         assert!(MIGRATIONS[1].starts_with("CREATE TABLE issues ("));
+        assert!(MIGRATIONS[2].starts_with("DROP TABLE project_items;"));
         assert_eq!(SCHEMA_VERSION, MIGRATIONS.len() as i64);
     }
 }

@@ -2,6 +2,11 @@
 //! reads the world, plans ([`crate::scheduler::plan`]) and carries the plan out: each start is a
 //! `crew dispatch`, decided by the issue's lease, so several fills (hosts, a scheduled Action)
 //! running at once never put two workers on one issue.
+//!
+//! Before planning, it puts right the mirrors that fell behind (labels from the mirror,
+//! [`schedule::repair_labels`]; board statuses from the cache's board rows,
+//! [`schedule::repair_board`]): finding them costs no request, only fixing one does. A dry run
+//! writes nothing, so it leaves them for the next real cycle.
 
 use std::io::Write;
 
@@ -39,6 +44,8 @@ pub struct FillView {
     pub applied: Vec<Applied>,
     /// Issues whose `crew:*` label was out of date and was put right.
     pub labels_fixed: Vec<u64>,
+    /// Issues whose project board status was owed or out of date and was put right.
+    pub board_fixed: Vec<u64>,
 }
 
 pub async fn run(ctx: &Ctx, args: &FillArgs) -> Result<(), CrewError> {
@@ -85,10 +92,13 @@ pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView
             schedule::observe_world(ctx).await?
         }
     };
-    let labels_fixed = if dry_run {
-        Vec::new()
+    let (labels_fixed, board_fixed) = if dry_run {
+        (Vec::new(), Vec::new())
     } else {
-        schedule::repair_labels(ctx, &observation.world).await
+        (
+            schedule::repair_labels(ctx, &observation.world).await,
+            schedule::repair_board(ctx, &observation.world).await,
+        )
     };
     let mut plan = schedule::plan(ctx, &mut observation.world).await?;
     if let Some(max) = max {
@@ -103,6 +113,7 @@ pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView
         plan,
         applied,
         labels_fixed,
+        board_fixed,
     })
 }
 
@@ -186,6 +197,14 @@ fn render(w: &mut dyn Write, view: &FillView) -> std::io::Result<()> {
     }
     if view.applied.is_empty() {
         writeln!(w, "nothing to start")?;
+    }
+    for (what, fixed) in [
+        ("crew label", &view.labels_fixed),
+        ("board status", &view.board_fixed),
+    ] {
+        for issue in fixed {
+            writeln!(w, "#{issue}: put right its {what}")?;
+        }
     }
     Ok(())
 }

@@ -214,5 +214,14 @@ fn render(w: &mut dyn Write, view: &CycleView) -> std::io::Result<()> {
     if let Some(stopped) = &view.fill.plan.stopped {
         write!(w, "; nothing starts: {stopped}")?;
     }
+    for (what, fixed) in [
+        ("labels", &view.fill.labels_fixed),
+        ("board status", &view.fill.board_fixed),
+    ] {
+        if !fixed.is_empty() {
+            let issues: Vec<String> = fixed.iter().map(|issue| format!("#{issue}")).collect();
+            write!(w, "; put right the {what} of {}", issues.join(" "))?;
+        }
+    }
     writeln!(w)
 }

@@ -2,8 +2,21 @@
 //! and `crew:*` labels.
 //!
 //! Mirrors are written after the event comment, which stays the source of truth: both are pure
-//! functions of the folded state, idempotent, and skipped when already right, so a failed mirror
-//! write is simply redone by the next reconcile (nothing is queued, nothing can be lost).
+//! functions of the folded state, idempotent, and skipped when already right.
+//!
+//! A failed mirror write is not lost, and finding it costs no request (DESIGN.md 2.4, 7):
+//! - labels are in the mirror the sync keeps, so the next fill or loop cycle sees a label that
+//!   does not match the folded state and writes it ([`crate::schedule::repair_labels`]);
+//! - the board is not in the mirror (reading it cannot be conditional), so [`Board::set_state`]
+//!   records in the cache (`project_items`, see [`crate::cache`]) the item id and the status it
+//!   wrote, or the status it failed to write. The next cycle retries the owed writes and writes
+//!   the status of issues whose recorded status differs from their folded state
+//!   ([`crate::schedule::repair_board`]); an issue crew never wrote is never touched. The rows
+//!   live in the repository's cache file on this host, opened by the board itself when the
+//!   client has none (a dispatch's client reads without the cache; agent-side commands on this
+//!   host find the same file). A writer elsewhere (a runner of the `actions` runtime) records
+//!   in its own cache; this host's cycle then finds its recorded status behind the folded
+//!   state and writes it once more (one mutation).
 //!
 //! State → status and label (see [`board_status`] and [`state_label`]):
 //!
@@ -25,9 +38,13 @@
 //! 2 when it changes, 3 when the issue is first added to the project. It needs the project's
 //! ids: [`Board::resolve`] reads them in one query (two for a user-owned project), but
 //! [`Board::set_state`] reads them in the same query as the issue's item on first use
-//! ([`GitHub::set_status_resolving`]), so even a cold process pays 1/2/3. [`GitHub::mirror_labels_from`] with known
-//! labels is 0 when already right, otherwise 1 POST plus one DELETE per stale `crew:*` label;
-//! [`GitHub::mirror_labels`] adds one conditional GET of the issue (free when unchanged and cached).
+//! ([`GitHub::set_status_resolving`]), so even a cold process pays 1/2/3. With a cache that
+//! knows the project's ids and the issue's item (any write by this host before),
+//! [`Board::set_state`] is 1 mutation; if the item is gone from the project, it falls back to
+//! the full path.
+//! [`GitHub::mirror_labels_from`] with known labels is 0 when already right, otherwise 1 POST
+//! plus one DELETE per stale `crew:*` label; [`GitHub::mirror_labels`] adds one conditional GET
+//! of the issue (free when unchanged and cached).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +53,7 @@ use serde_json::{Value, json};
 
 use super::transport::{Request, Resend};
 use super::{GitHub, GitHubError, RepoSlug};
+use crate::cache::Cache;
 use crate::protocol::State;
 use crate::settings::{ProjectConfig, ProjectStatusNames, Settings};
 
@@ -229,8 +247,9 @@ pub fn labels_enabled(settings: &Settings) -> bool {
     settings.config.project.is_none()
 }
 
-/// What crew needs to set a project's status field, resolved once per process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What crew needs to set a project's status field, resolved once per process (and kept in the
+/// cache, see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BoardIds {
     pub project_id: String,
     pub status_field_id: String,
@@ -278,6 +297,10 @@ pub struct Board {
     project: Option<(ProjectConfig, String)>,
     ids: std::sync::Mutex<Option<BoardIds>>,
     labels: bool,
+    /// The repository's cache file, for the board rows when the client has no cache of its own
+    /// (a dispatch reads GitHub without conditional GETs, but its board write must be recorded).
+    cache_file: Option<std::path::PathBuf>,
+    cache: tokio::sync::OnceCell<Option<Cache>>,
 }
 
 impl Board {
@@ -328,11 +351,15 @@ impl Board {
 
     /// The mirrors `settings` ask for on `repo` (no request: ids are read on first use).
     pub fn new(settings: &Settings, repo: &RepoSlug) -> Board {
-        Board::with(
+        let mut board = Board::with(
             settings.config.project.clone(),
             repo,
             labels_enabled(settings),
-        )
+        );
+        if board.project.is_some() {
+            board.cache_file = settings.cache_file().ok();
+        }
+        board
     }
 
     /// A board for an explicit project (`None`: labels only) and label choice.
@@ -347,7 +374,27 @@ impl Board {
             }),
             ids: std::sync::Mutex::new(None),
             labels,
+            cache_file: None,
+            cache: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Where the board rows are kept: the client's cache, or the repository's cache file
+    /// opened on first use (`None` when neither is at hand; then nothing is recorded).
+    async fn rows_cache<'a>(&'a self, github: &'a GitHub) -> Option<&'a Cache> {
+        if let Some(cache) = github.cache() {
+            return Some(cache);
+        }
+        let path = self.cache_file.as_ref()?;
+        self.cache
+            .get_or_init(|| async {
+                Cache::open(path)
+                    .await
+                    .inspect_err(|error| tracing::debug!("no cache for the board rows: {error}"))
+                    .ok()
+            })
+            .await
+            .as_ref()
     }
 
     /// Whether `crew:*` labels are written.
@@ -356,7 +403,9 @@ impl Board {
     }
 
     /// Sets the project status for `state` (nothing when no project or [`board_status`] is
-    /// `None`): 1 request when already right, 2 to change it, 3 when the issue is added.
+    /// `None`): 1 request when already right, 2 to change it, 3 when the issue is added; 1 when
+    /// the cache knows the item. The outcome is recorded in the cache (the status written, or
+    /// the status owed after a failure) for [`crate::schedule::repair_board`].
     pub async fn set_state(
         &self,
         github: &GitHub,
@@ -368,25 +417,120 @@ impl Board {
             return Ok(None);
         };
         let name = key.name(&project.status);
-        let cached = self
+        let rows = project_key(project, owner);
+        let cache = self.rows_cache(github).await;
+        let result = self
+            .write_status(github, cache, project, owner, &rows, repo, issue, name)
+            .await;
+        if let Some(cache) = cache {
+            // The cache only saves work: a failure to record is logged, never the write's fate.
+            let recorded = match &result {
+                Ok((_, item)) => {
+                    cache
+                        .record_board_status(&rows, issue, Some(item), name)
+                        .await
+                }
+                Err(_) => cache.record_board_wanted(&rows, issue, name).await,
+            };
+            if let Err(error) = recorded {
+                tracing::debug!("#{issue}: could not record the board write: {error}");
+            }
+        }
+        result.map(|(change, _)| Some(change))
+    }
+
+    /// The key of this board's rows in the cache (`owner/number`), when a project is configured.
+    pub fn project_key(&self) -> Option<String> {
+        self.project
+            .as_ref()
+            .map(|(project, owner)| project_key(project, owner))
+    }
+
+    /// The status name this board shows for `state` (`None`: no project, or left as is).
+    pub fn status_name(&self, state: State) -> Option<&str> {
+        let (project, _) = self.project.as_ref()?;
+        Some(board_status(state)?.name(&project.status))
+    }
+
+    /// The writes of [`Board::set_state`]: with the project's ids and the item known (in this
+    /// process or the cache), one mutation; otherwise, or when that fails because the item or
+    /// an id is gone, the full path. Returns the item id with the change.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_status(
+        &self,
+        github: &GitHub,
+        cache: Option<&Cache>,
+        project: &ProjectConfig,
+        owner: &str,
+        rows: &str,
+        repo: &RepoSlug,
+        issue: u64,
+        name: &str,
+    ) -> Result<(StatusChange, String), GitHubError> {
+        let mut ids = self
             .ids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let change = match cached {
-            Some(ids) => github.set_status(&ids, repo, issue, name).await?,
+        let mut fresh = ids.is_some();
+        if ids.is_none()
+            && let Some(cache) = cache
+            && let Ok(Some(stored)) = cache.board_ids(rows).await
+        {
+            ids = serde_json::from_str(&stored).ok();
+        }
+        let item = match cache {
+            Some(cache) => cache
+                .board_row(rows, issue)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| row.item_id),
+            None => None,
+        };
+        if let (Some(known), Some(item)) = (&ids, item) {
+            match github.set_item_status(known, &item, name).await {
+                Ok(()) => return Ok((StatusChange::Set, item)),
+                // The item was removed from the project, or the project's ids changed: forget
+                // what the cache said and take the full path from a fresh read.
+                Err(GitHubError::NotFound { .. } | GitHubError::GraphQl { .. }) => {
+                    if let Some(cache) = cache {
+                        let _ = cache.forget_board_item(rows, issue).await;
+                    }
+                    ids = None;
+                    fresh = false;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let (ids, change, item) = match ids {
+            Some(known) => match github.set_status_item(&known, repo, issue, name).await {
+                Ok((change, item)) => (known, change, item),
+                // Stored ids may be stale (the field was recreated): read them again.
+                Err(GitHubError::NotFound { .. } | GitHubError::GraphQl { .. }) if !fresh => {
+                    github
+                        .set_status_resolving_item(project, owner, repo, issue, name)
+                        .await?
+                }
+                Err(error) => return Err(error),
+            },
             None => {
-                let (ids, change) = github
-                    .set_status_resolving(project, owner, repo, issue, name)
-                    .await?;
-                *self
-                    .ids
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ids);
-                change
+                github
+                    .set_status_resolving_item(project, owner, repo, issue, name)
+                    .await?
             }
         };
-        Ok(Some(change))
+        if let Some(cache) = cache
+            && let Ok(text) = serde_json::to_string(&ids)
+            && let Err(error) = cache.store_board_ids(rows, Some(&text)).await
+        {
+            tracing::debug!("could not keep the project's ids: {error}");
+        }
+        *self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ids);
+        Ok((change, item))
     }
 
     /// Writes both mirrors for `state`. Each is attempted even when the other failed; the first
@@ -406,6 +550,11 @@ impl Board {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// `owner/number`: how the cache names a project's rows.
+fn project_key(project: &ProjectConfig, owner: &str) -> String {
+    format!("{owner}/{}", project.number)
 }
 
 fn board_ids(
@@ -465,6 +614,19 @@ impl GitHub {
         issue: u64,
         status: &str,
     ) -> Result<StatusChange, GitHubError> {
+        self.set_status_item(ids, repo, issue, status)
+            .await
+            .map(|(change, _)| change)
+    }
+
+    /// [`GitHub::set_status`], returning the item's id too.
+    async fn set_status_item(
+        &self,
+        ids: &BoardIds,
+        repo: &RepoSlug,
+        issue: u64,
+        status: &str,
+    ) -> Result<(StatusChange, String), GitHubError> {
         let data = self
             .graphql(
                 BOARD_ITEM_QUERY,
@@ -480,6 +642,31 @@ impl GitHub {
             .await
     }
 
+    /// Sets the status of a known project item: one mutation, no query. Fails with
+    /// [`GitHubError::NotFound`] when the item is no longer on the project.
+    pub async fn set_item_status(
+        &self,
+        ids: &BoardIds,
+        item: &str,
+        status: &str,
+    ) -> Result<(), GitHubError> {
+        let option = ids.option(status).ok_or_else(|| GitHubError::NotFound {
+            route: "POST /graphql".to_string(),
+            message: format!("the project's status field has no option {status:?}"),
+        })?;
+        self.graphql_idempotent_mutation(
+            BOARD_SET_STATUS_MUTATION,
+            json!({
+                "project": ids.project_id,
+                "item": item,
+                "field": ids.status_field_id,
+                "option": option,
+            }),
+        )
+        .await
+        .map(drop)
+    }
+
     /// [`GitHub::set_status`] without resolved ids: one query reads the project's ids and the
     /// issue's items together (a second one when the owner turns out to be a user), so a cold
     /// process pays no extra request. Returns the ids for the next calls.
@@ -491,6 +678,20 @@ impl GitHub {
         issue: u64,
         status: &str,
     ) -> Result<(BoardIds, StatusChange), GitHubError> {
+        self.set_status_resolving_item(project, owner, repo, issue, status)
+            .await
+            .map(|(ids, change, _)| (ids, change))
+    }
+
+    /// [`GitHub::set_status_resolving`], returning the item's id too.
+    async fn set_status_resolving_item(
+        &self,
+        project: &ProjectConfig,
+        owner: &str,
+        repo: &RepoSlug,
+        issue: u64,
+        status: &str,
+    ) -> Result<(BoardIds, StatusChange, String), GitHubError> {
         let variables = json!({
             "login": owner,
             "number": project.number,
@@ -522,13 +723,14 @@ impl GitHub {
             Err(error) => return Err(error),
         };
         let ids = board_ids(&data[root]["projectV2"], project, owner)?;
-        let change = self
+        let (change, item) = self
             .apply_status(&ids, &data["repository"]["issue"], repo, issue, status)
             .await?;
-        Ok((ids, change))
+        Ok((ids, change, item))
     }
 
     /// The writes of [`GitHub::set_status`], given the issue's node as the item query read it.
+    /// Returns the item's id with the change.
     async fn apply_status(
         &self,
         ids: &BoardIds,
@@ -536,7 +738,7 @@ impl GitHub {
         repo: &RepoSlug,
         issue: u64,
         status: &str,
-    ) -> Result<StatusChange, GitHubError> {
+    ) -> Result<(StatusChange, String), GitHubError> {
         let option = ids.option(status).ok_or_else(|| GitHubError::NotFound {
             route: "POST /graphql".to_string(),
             message: format!("the project's status field has no option {status:?}"),
@@ -554,10 +756,11 @@ impl GitHub {
             .find(|item| item["project"]["id"].as_str() == Some(ids.project_id.as_str()));
         let (item_id, change) = match item {
             Some(item) => {
+                let item_id = string_at(item, "id")?;
                 if item["fieldValueByName"]["optionId"].as_str() == Some(option) {
-                    return Ok(StatusChange::Unchanged);
+                    return Ok((StatusChange::Unchanged, item_id));
                 }
-                (string_at(item, "id")?, StatusChange::Set)
+                (item_id, StatusChange::Set)
             }
             None => {
                 let added = self
@@ -572,17 +775,8 @@ impl GitHub {
                 )
             }
         };
-        self.graphql_idempotent_mutation(
-            BOARD_SET_STATUS_MUTATION,
-            json!({
-                "project": ids.project_id,
-                "item": item_id,
-                "field": ids.status_field_id,
-                "option": option,
-            }),
-        )
-        .await?;
-        Ok(change)
+        self.set_item_status(ids, &item_id, status).await?;
+        Ok((change, item_id))
     }
 
     /// [`GitHub::mirror_labels_from`] with the issue's labels read by a conditional GET.
