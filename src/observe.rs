@@ -136,14 +136,20 @@ pub async fn observe_with(
     options: ObserveOptions,
 ) -> Result<Observed, CrewError> {
     let repo = settings.require_repo()?.clone();
+    // Leases first, then comments: every writer posts an attempt's closing event (`in_review`,
+    // `handover`, …) before it releases the lease, so comments read after a released lease
+    // include that event. Read the other way round, a `done` landing between the two reads
+    // shows a `working` attempt with a released lease, which the scheduler takes for an
+    // abandoned one and dispatches again. (The opposite race, a lease taken after it was read,
+    // is harmless: the dispatch it prompts loses the lease's compare-and-swap.)
+    let leases = github
+        .leases(&repo, &settings.config.lease_ref_prefix)
+        .await?;
     let sync = if options.sync {
         Sync::run(github, cache, &repo).await?
     } else {
         SyncReport::default()
     };
-    let leases = github
-        .leases(&repo, &settings.config.lease_ref_prefix)
-        .await?;
     let own_login = own_login(github, cache, settings).await?;
     let policy = fold_policy(settings, own_login);
     let now = clock.now();
