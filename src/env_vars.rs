@@ -28,6 +28,12 @@ pub const CREW_LOG: &str = "CREW_LOG";
 /// `prompt`, `spec`, `spawn`). Not listed in [`ALL`]: it is not a setting.
 pub const CREW_FAULT_KILL_AFTER: &str = "CREW_FAULT_KILL_AFTER";
 
+/// Fault injection for crash-recovery tests only: a file path; with it, the point
+/// [`CREW_FAULT_KILL_AFTER`] names kills only the first process to reach it (it creates the
+/// file), in a tree of processes that all inherit the variable (see `crate::fault`). Not listed
+/// in [`ALL`].
+pub const CREW_FAULT_ONCE: &str = "CREW_FAULT_ONCE";
+
 /// Base of the per-user cache, per the XDG base directory spec.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 

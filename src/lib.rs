@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod env_vars;
 pub mod error;
+pub mod fault;
 pub mod github;
 pub mod observe;
 pub mod printer;

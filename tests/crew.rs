@@ -24,6 +24,7 @@ mod hostile;
 mod init;
 mod lease_writes;
 mod leases;
+mod life_crash;
 mod lifecycle;
 mod logs_cancel;
 mod loop_crash;

@@ -104,7 +104,18 @@ async fn a_dispatch_killed_after_spawning_leaves_one_worker_and_a_second_dispatc
     let killed = tokio::process::Command::from(command).output().await?;
     assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
 
-    // The detached supervisor lives on and runs the agent; a second dispatch sees it.
+    // The detached supervisor lives on and runs the agent; a second dispatch sees it. (It is
+    // given the moment it needs to take its worktree's lock: until then, with the dispatch that
+    // held the lock dead, a second dispatch cannot tell it from a dead one.)
+    let worktree = sandbox.dir.path().join("widgets-worker-9");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !crew::worker::lock::supervisor_running(&worktree) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the supervisor never took its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let second = sandbox.crew(&["dispatch", "9"]).await?;
     let (stdout, stderr) = text(&second);
     assert_eq!(second.status.code(), Some(4), "{stdout}\n{stderr}");

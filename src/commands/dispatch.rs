@@ -16,7 +16,7 @@
 //! host) and neither lock is held, the earlier dispatch died half-way: this one reclaims that
 //! lease at its tip (same worker, same attempt), renews it, finds or posts the `assigned`
 //! comment by its deterministic op, and completes the remaining steps. `CREW_FAULT_KILL_AFTER`
-//! ([`crashpoint`]) lets tests kill it after any step.
+//! ([`crate::fault::crashpoint`]) lets tests kill it after any step.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -29,6 +29,7 @@ use crate::agents::{self, InvocationContext, Profile};
 use crate::commands::brief::{self, Placement};
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::{
     Board, GitHub, GitHubConfig, HeldLease, LeaseRequest, LeaseWriteError, PostMode,
 };
@@ -1119,24 +1120,6 @@ async fn wait_for_agent(
             .with_hint("the lease stays held until it expires; `crew gc` or another dispatch finishes the job"));
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// The fault-injection point after each step of a dispatch: when `CREW_FAULT_KILL_AFTER` names
-/// `step`, this process kills itself with SIGKILL there, exactly as `kill -9` would. It exists
-/// for the crash-recovery tests, which prove every step is safe to die after; nothing else sets
-/// the variable.
-fn crashpoint(step: &str) {
-    if std::env::var_os(crate::env_vars::CREW_FAULT_KILL_AFTER).is_some_and(|value| value == step) {
-        let _ = worker::signal_process(
-            &ProcessIdentity::current().unwrap_or(ProcessIdentity {
-                pid: std::process::id(),
-                start_time: 0,
-            }),
-            worker::Signal::Kill,
-        );
-        // SIGKILL cannot be caught; should it somehow not be delivered, die anyway, uncleanly.
-        std::process::abort();
     }
 }
 

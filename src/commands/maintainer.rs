@@ -55,6 +55,18 @@ pub fn allowed_commands(state: State) -> Vec<&'static str> {
         .collect()
 }
 
+/// The crash point right after a maintainer's event comment is posted (before the board is
+/// mirrored and, for `answer` and `request-changes`, before the next attempt is dispatched);
+/// see [`crate::fault`]. `merge --force`'s recorded approval is an `approve:comment` too.
+fn comment_crashpoint(kind: EventKind) -> Option<&'static str> {
+    match kind {
+        EventKind::Approved => Some("approve:comment"),
+        EventKind::Answered => Some("answer:comment"),
+        EventKind::ChangesRequested => Some("request-changes:comment"),
+        _ => None,
+    }
+}
+
 /// An issue as a maintainer's command sees it.
 pub(crate) struct Maintained {
     pub github: GitHub,
@@ -159,6 +171,9 @@ impl Maintained {
             .github
             .post_event(&self.repo, self.number(), &event, &text, mode)
             .await?;
+        if let Some(point) = comment_crashpoint(event.body.kind()) {
+            crate::fault::crashpoint(point);
+        }
         let next = match &event.body {
             EventBody::Failed { .. }
                 if self.gathered.state.attempts

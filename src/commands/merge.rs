@@ -9,7 +9,9 @@
 //! host removed (a dirty one is saved to a WIP commit first; a failure there is a warning, as
 //! `crew gc` retries it). An unapproved pull request is refused unless `--force`, which records
 //! the maintainer's approval first so the history stays legal; a conflict is reported with what
-//! to do about it.
+//! to do about it. A re-run on an issue a merge already completed finishes what that run left
+//! (the lease, the worktrees) when it died after its `completed` comment, and otherwise says
+//! the issue is completed (exit 1).
 
 use std::io::Write;
 
@@ -19,6 +21,7 @@ use serde::Serialize;
 use crate::commands::maintainer::Maintained;
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::{MergeMethod, MergeOutcome, PostMode, Release};
 use crate::protocol::{EventBody, State};
 use crate::workspace;
@@ -81,6 +84,7 @@ pub async fn run(ctx: &Ctx, args: &MergeArgs) -> Result<(), CrewError> {
                 "`crew approve {number}` first, or `crew merge {number} --force`"
             )));
         }
+        State::Completed => return finish_completed(ctx, &issue).await,
         _ => return Err(issue.illegal("merge")),
     };
     let pr_number = issue.pr("merge")?;
@@ -138,6 +142,7 @@ pub async fn run(ctx: &Ctx, args: &MergeArgs) -> Result<(), CrewError> {
         }
     };
 
+    crashpoint("merge:pr");
     if forcing {
         issue
             .post_as(
@@ -165,9 +170,11 @@ pub async fn run(ctx: &Ctx, args: &MergeArgs) -> Result<(), CrewError> {
         .github
         .post_event(&issue.repo, number, &completed, &text, PostMode::Resume)
         .await?;
+    crashpoint("merge:comment");
     issue.mirror(ctx, State::Completed).await;
 
     let lease_released = release(ctx, &issue).await;
+    crashpoint("merge:release");
     let removed = remove_worktrees(ctx, number).await;
     let view = MergeView {
         issue: number,
@@ -175,6 +182,47 @@ pub async fn run(ctx: &Ctx, args: &MergeArgs) -> Result<(), CrewError> {
         sha,
         merged_now,
         comment_id: posted.comment_id,
+        lease_released,
+        removed,
+    };
+    if ctx.settings.json {
+        return ctx.printer.json(&view);
+    }
+    ctx.printer.out(|w| render(w, &view))
+}
+
+/// A re-run on an issue already `completed` by a merge: an earlier run that died after the
+/// `completed` comment left the lease held or the worktrees in place, and this finishes that.
+/// When there was nothing left to do, it is the usual "cannot merge a completed issue" (exit 1).
+async fn finish_completed(ctx: &Ctx, issue: &Maintained) -> Result<(), CrewError> {
+    let number = issue.number();
+    let completed = issue
+        .gathered
+        .state
+        .events
+        .iter()
+        .rev()
+        .find_map(|applied| match applied.event.body {
+            EventBody::Completed { pr: Some(pr) } => Some((pr, applied.comment_id)),
+            _ => None,
+        });
+    let Some((pr_number, comment_id)) = completed else {
+        return Err(issue.illegal("merge"));
+    };
+    let lease_released = release(ctx, issue).await;
+    let removed = remove_worktrees(ctx, number).await;
+    if !lease_released && removed.is_empty() {
+        return Err(issue.illegal("merge"));
+    }
+    ctx.printer.status(format_args!(
+        "#{number} was merged and completed already; finished what that merge left undone"
+    ));
+    let view = MergeView {
+        issue: number,
+        pr: pr_number,
+        sha: None,
+        merged_now: false,
+        comment_id,
         lease_released,
         removed,
     };

@@ -29,8 +29,18 @@
 //!   writing `.crew/handover.json`, so the next reconcile knows the attempt is settled without a
 //!   single request. Where the lease is not known to be held (the supervisor is gone), it is read
 //!   first and a lease that has moved to another attempt stops everything before any push.
+//! - **An attempt its own command closed is not handed over again.** `crew done`/`handover`/
+//!   `fail` post their event, then write `.crew/finished`; killed in between, the marker is
+//!   missing although the attempt is over. So before saving anything, [`hand_over_abandoned`]
+//!   looks for a closing event of this worker's attempt on the issue (one request): when there is
+//!   one, it neither commits (that would land on the pull request's branch) nor posts (a second
+//!   handover would end the attempt twice), and only lets the lease go.
 //! - **Finished normally**: the agent-side command that wrote the marker posted the event and
-//!   owns the lease's fate; the supervisor only records the exit.
+//!   owns the lease's fate; the supervisor records the exit, and releases the lease only if that
+//!   command died before releasing it (two reads when it did not, which is the normal case):
+//!   otherwise the issue would stay claimed by nobody until the TTL.
+//! - **Crash points** ([`crate::fault`]): `salvage:push` and `salvage:comment`, so the tests can
+//!   kill a supervisor in the middle of a salvage and watch a reconcile finish it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,7 +52,8 @@ use crate::agents::{AgentInvocation, Stdin};
 use crate::github::{GitHub, GitHubError, HeldLease, LeaseWriteError, PostMode, RepoSlug};
 use crate::prompt::{CommentContext, PromptError, Prompts};
 use crate::protocol::lease::LeaseState;
-use crate::protocol::{Event, EventBody, Handover};
+use crate::protocol::marker::{self, Marker};
+use crate::protocol::{DEFAULT_TRUSTED_ASSOCIATIONS, Event, EventBody, EventKind, Handover, trust};
 use crate::workspace::{self, CREW_DIR, WorkerProcess, WorkspaceError};
 
 use super::process::{self, ProcessIdentity, Signal};
@@ -379,7 +390,22 @@ pub async fn run(
         }
         return Ok(outcome);
     }
-    if finished.is_some() || reason == StopReason::Superseded {
+    if reason == StopReason::Superseded {
+        return Ok(outcome);
+    }
+    if let Some(kind) = &finished {
+        // An agent-side command that wrote the marker releases the lease right after; killed in
+        // between, nobody would until the TTL, and no next step could start before. (Any other
+        // writer of the marker, `crew cancel`, stops us and settles the lease itself.)
+        if reason == StopReason::Exited
+            && matches!(
+                kind.as_str(),
+                "in_review" | "completed" | "handover" | "failed"
+            )
+            && let Some(released) = release_finished(&github, &repo, &lease).await
+        {
+            outcome.lease = released;
+        }
         return Ok(outcome);
     }
 
@@ -408,6 +434,8 @@ pub async fn run(
         },
     )
     .await?;
+    // An attempt its own `done`/`fail` closed is not handed over (`record.comment_id` is
+    // `None` then): no replacement follows it.
     outcome.handover_comment = handed.record.comment_id;
     outcome.salvage = handed.salvage;
     if let Some(released) = handed.lease {
@@ -446,6 +474,94 @@ async fn settle_blocked(
         Err(error) => return Err(error.into()),
     };
     Ok((salvaged, released))
+}
+
+/// After an agent-side command finished the attempt: releases the lease if it is still this
+/// attempt's and held (the command died between writing `.crew/finished` and releasing it).
+/// Normally the command released it, and this costs two reads. Failures are warnings: the lease
+/// then expires by itself.
+async fn release_finished(
+    github: &GitHub,
+    repo: &RepoSlug,
+    lease: &HeldLease,
+) -> Option<HeldLease> {
+    let (issue, attempt) = (lease.lease.issue, lease.lease.attempt);
+    let prefix = lease.ref_name.strip_suffix(&issue.to_string())?;
+    let tip = match github
+        .reclaim_lease(repo, prefix, issue, &lease.lease.worker, attempt)
+        .await
+    {
+        Ok(tip) if tip.lease.state == LeaseState::Held => tip,
+        Ok(_) | Err(LeaseWriteError::Superseded { .. }) => return None,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the lease of the finished attempt");
+            return None;
+        }
+    };
+    match github.release_lease(repo, &tip, chrono::Utc::now()).await {
+        Ok(released) => {
+            tracing::info!(
+                issue,
+                attempt,
+                "released the lease the finishing command left held"
+            );
+            Some(released)
+        }
+        Err(LeaseWriteError::Superseded { .. }) => None,
+        Err(error) => {
+            tracing::warn!(%error, "cannot release the lease of the finished attempt");
+            None
+        }
+    }
+}
+
+/// The comment by which the attempt's own agent-side command closed it (`handover`,
+/// `in_review`, `completed` or `failed` of this worker and attempt), when there is one: the
+/// command was killed after posting it and before writing `.crew/finished`. Its author must be
+/// the one who announced the attempt (the `assigned` comment) or have a trusted association, so
+/// a stranger's marker cannot make crew skip a salvage. A salvage's own handover does not count
+/// (an interrupted salvage is resumed by its `op`). One request per 100 comments.
+async fn closed_by_agent(
+    github: &GitHub,
+    repo: &RepoSlug,
+    issue: u64,
+    worker: &str,
+    attempt: u32,
+) -> Result<Option<(u64, EventKind)>, GitHubError> {
+    let salvage = salvage_op(worker, attempt);
+    let mut announcer: Option<String> = None;
+    let mut closed = None;
+    for comment in github.issue_comments(repo, issue).await? {
+        let Ok(Some(Marker::Event(event))) = marker::parse(comment.body.as_deref().unwrap_or(""))
+        else {
+            continue;
+        };
+        if event.worker != worker || event.attempt != u64::from(attempt) {
+            continue;
+        }
+        let author = comment.user.map(|user| user.login).unwrap_or_default();
+        let kind = event.body.kind();
+        match kind {
+            EventKind::Assigned => announcer = Some(author),
+            EventKind::Handover
+            | EventKind::InReview
+            | EventKind::Completed
+            | EventKind::Failed
+                if event.op != salvage =>
+            {
+                let association = comment.author_association.as_deref().unwrap_or("");
+                let trusted = announcer.as_deref().is_some_and(|announcer| {
+                    !author.is_empty() && announcer.eq_ignore_ascii_case(&author)
+                }) || trust(&author, association, "", &DEFAULT_TRUSTED_ASSOCIATIONS)
+                    .is_ok();
+                if trusted {
+                    closed = Some((comment.id, kind));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(closed)
 }
 
 /// The `op` of the salvage handover of one attempt: one per attempt, so a retry finds it.
@@ -542,6 +658,10 @@ pub struct HandedOver {
     pub comment_reused: bool,
     /// Also written to `.crew/handover.json`.
     pub record: HandoverRecord,
+    /// The kind of event by which the attempt's own agent-side command had closed it already
+    /// (it was killed before writing `.crew/finished`): then nothing was saved or posted, only
+    /// the lease let go.
+    pub closed_by: Option<EventKind>,
 }
 
 /// Hands over an attempt that ended without `done`, `handover` or `fail` (DESIGN.md 3): commits
@@ -596,12 +716,35 @@ pub async fn hand_over_abandoned(
                         lease: None,
                         comment_reused: false,
                         record,
+                        closed_by: None,
                     });
                 }
                 Err(error) => return Err(error.into()),
             }
         }
     };
+
+    // Its own `done`/`handover`/`fail` may have posted the event and died before writing
+    // `.crew/finished`: then the attempt is over, and there is nothing to save or say — a WIP
+    // commit would land on the pull request's branch, a second handover would end the attempt
+    // twice. Only the lease is left to let go.
+    if let Some((comment_id, kind)) = closed_by_agent(github, repo, issue, &worker, attempt).await?
+    {
+        let (fate, released) = release_held(github, repo, &held).await?;
+        let record = record(
+            (kind == EventKind::Handover).then_some(comment_id),
+            None,
+            fate,
+        );
+        write_handover(&worktree, &record).await?;
+        return Ok(HandedOver {
+            salvage: None,
+            lease: released,
+            comment_reused: true,
+            record,
+            closed_by: Some(kind),
+        });
+    }
 
     let (opened, salvaged) = {
         let worktree = worktree.clone();
@@ -613,6 +756,7 @@ pub async fn hand_over_abandoned(
         .await
         .map_err(|error| SupervisorError::Join(error.to_string()))??
     };
+    crate::fault::crashpoint("salvage:push");
     let op = salvage_op(&worker, attempt);
     let earlier = match resume_since {
         Some(since) => github.find_event_comment(repo, issue, &op, since).await?,
@@ -651,16 +795,8 @@ pub async fn hand_over_abandoned(
             (posted.comment_id, false)
         }
     };
-    let (fate, released) = if held.lease.state == LeaseState::Released {
-        (LeaseFate::AlreadyReleased, None)
-    } else {
-        match github.release_lease(repo, &held, chrono::Utc::now()).await {
-            Ok(released) => (LeaseFate::Released, Some(released)),
-            // Someone took it over meanwhile: nothing of ours is left to release.
-            Err(LeaseWriteError::Superseded { .. }) => (LeaseFate::Superseded, None),
-            Err(error) => return Err(error.into()),
-        }
-    };
+    crate::fault::crashpoint("salvage:comment");
+    let (fate, released) = release_held(github, repo, &held).await?;
     let record = record(
         Some(comment_id),
         salvaged.as_ref().map(|result| result.commit_sha.clone()),
@@ -672,7 +808,25 @@ pub async fn hand_over_abandoned(
         lease: released,
         comment_reused,
         record,
+        closed_by: None,
     })
+}
+
+/// Releases `held` unless it is released already; someone having taken it over meanwhile
+/// leaves nothing of ours to release.
+async fn release_held(
+    github: &GitHub,
+    repo: &RepoSlug,
+    held: &HeldLease,
+) -> Result<(LeaseFate, Option<HeldLease>), SupervisorError> {
+    if held.lease.state == LeaseState::Released {
+        return Ok((LeaseFate::AlreadyReleased, None));
+    }
+    match github.release_lease(repo, held, chrono::Utc::now()).await {
+        Ok(released) => Ok((LeaseFate::Released, Some(released))),
+        Err(LeaseWriteError::Superseded { .. }) => Ok((LeaseFate::Superseded, None)),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Writes `.crew/handover.json` atomically.

@@ -23,6 +23,11 @@
 //! - **Re-runs post once**: `in_review` carries an op derived from the attempt and the pushed
 //!   commit, `completed` one derived from the attempt; both are posted with
 //!   [`PostMode::Resume`].
+//! - **Killed anywhere, it converges** (crash points `done:push`, `done:pr`, `done:comment`,
+//!   `done:finished`, see [`crate::fault`]): before the event, the agent's exit is salvaged and
+//!   handed over, and the next attempt's `done` reuses the pushed branch and the open pull
+//!   request; after it, the supervisor finds the event, posts nothing more and releases the
+//!   lease this command did not get to.
 
 use std::path::Path;
 
@@ -32,6 +37,7 @@ use super::git::{self, RebaseFailure};
 use super::{AgentView, Worker, blocking, print, short};
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::{GitHub, GitHubError, NewPullRequest, PostMode, PullRequest};
 use crate::prompt::{PrBodyContext, Prompts};
 use crate::protocol::{EventBody, State};
@@ -84,6 +90,7 @@ pub async fn run(ctx: &Ctx, args: &DoneArgs) -> Result<(), CrewError> {
             let skip_rebase = args.skip_rebase;
             let published =
                 blocking(move || publish(&dir, &branch, &base, skip_rebase, !no_pr)).await?;
+            crashpoint("done:push");
             let head = published.head_sha.clone();
             (Some(published), head)
         }
@@ -100,6 +107,7 @@ pub async fn run(ctx: &Ctx, args: &DoneArgs) -> Result<(), CrewError> {
     let event = match (&published, &branch) {
         (Some(published), Some(branch)) if !no_pr => {
             let opened = open_pull(ctx, &worker, &github, branch, published).await?;
+            crashpoint("done:pr");
             let event = worker.event(
                 worker.derived_op("in_review", Some(short(&head_sha))),
                 EventBody::InReview { pr: opened.number },
@@ -114,6 +122,7 @@ pub async fn run(ctx: &Ctx, args: &DoneArgs) -> Result<(), CrewError> {
     };
     let kind = event.kind().as_str();
     let posted = worker.post(&github, &event, PostMode::Resume).await?;
+    crashpoint("done:comment");
     let state = if pull.is_some() {
         State::InReview
     } else {
@@ -121,6 +130,7 @@ pub async fn run(ctx: &Ctx, args: &DoneArgs) -> Result<(), CrewError> {
     };
     worker.mirror(ctx, &github, state).await;
     worker.mark_finished(kind)?;
+    crashpoint("done:finished");
     let released = worker.release(ctx, &github, &held).await?;
 
     let view = AgentView {

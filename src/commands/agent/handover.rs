@@ -10,7 +10,10 @@
 //! the worker prompt asks); its items become the event's next steps, after any `--next`.
 //!
 //! The event's op is derived from the attempt and the head commit, so a re-run after a crash
-//! finds the comment it already posted (nothing new committed means the same head).
+//! finds the comment it already posted (nothing new committed means the same head). Killed
+//! before the comment (crash point `handover:push`), the supervisor salvages and hands over in
+//! its place; after it (`handover:comment`, `handover:finished`), the supervisor finds this
+//! handover, posts no second one, and releases the lease (see [`crate::fault`]).
 
 use std::path::PathBuf;
 
@@ -19,6 +22,7 @@ use clap::{ArgGroup, Args};
 use super::{AgentView, Worker, print, short};
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::PostMode;
 use crate::protocol::{EventBody, Handover, State};
 
@@ -86,6 +90,7 @@ pub async fn run(ctx: &Ctx, args: &HandoverArgs) -> Result<(), CrewError> {
             ),
         )
         .await?;
+    crashpoint("handover:push");
     let event = worker.event(
         worker.derived_op("handover", Some(short(&saved.head_sha))),
         EventBody::Handover(Handover {
@@ -97,8 +102,10 @@ pub async fn run(ctx: &Ctx, args: &HandoverArgs) -> Result<(), CrewError> {
         }),
     );
     let posted = worker.post(&github, &event, PostMode::Resume).await?;
+    crashpoint("handover:comment");
     worker.mirror(ctx, &github, State::Handover).await;
     worker.mark_finished("handover")?;
+    crashpoint("handover:finished");
     let released = worker.release(ctx, &github, &held).await?;
     let view = AgentView {
         head_sha: Some(saved.head_sha.clone()),
