@@ -831,12 +831,10 @@ async fn the_agents_progress_and_blocked_survive_every_fault_exactly_once() -> T
     Ok(())
 }
 
-/// `crew progress` and `crew blocked` post with a fresh op each run (`new_op_id`), so a rerun
-/// after an exit 3 that came *after* GitHub applied the comment posts a second one. Run with
-/// `--ignored`: it fails until both post with an op the rerun can find (see the report of
-/// issue 8's fault matrix).
+/// `crew progress` and `crew blocked` are a new fact each call, so each gets a fresh op; a
+/// rerun after an exit 3 that came *after* GitHub applied the comment must still not post a
+/// second one (`.crew/pending-<kind>` keeps the op for a rerun with the same text).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "progress and blocked use a fresh op per run: a blind rerun posts twice (issue 8)"]
 async fn the_agents_progress_and_blocked_rerun_blind_after_a_lost_response_exactly_once()
 -> TestResult {
     let sandbox = Sandbox::build(many, &agent_script(), "").await?;

@@ -9,10 +9,9 @@
 
 use clap::Args;
 
-use super::{AgentView, Worker, new_op_id, print};
+use super::{AgentView, Worker, print};
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::PostMode;
 use crate::protocol::{EventBody, State};
 
 /// Ask a maintainer one specific question you cannot go on without, then end your session
@@ -35,13 +34,11 @@ pub async fn run(ctx: &Ctx, args: &BlockedArgs) -> Result<(), CrewError> {
     let github = worker.github()?;
     worker.fence(&github).await?;
     worker.ensure_started(ctx, &github).await?;
-    let event = worker.event(
-        new_op_id(),
-        EventBody::Blocked {
-            question: question.trim().to_owned(),
-        },
-    );
-    let posted = worker.post(&github, &event, PostMode::FirstTry).await?;
+    let text = question.trim().to_owned();
+    let (op, mode) = worker.pending_op("blocked", &text)?;
+    let event = worker.event(op, EventBody::Blocked { question: text });
+    let posted = worker.post(&github, &event, mode).await?;
+    worker.posted_pending("blocked");
     worker.mark_finished("blocked")?;
     worker.mirror(ctx, &github, State::Blocked).await;
     let view = AgentView::new(&worker).posted("blocked", &posted);

@@ -257,6 +257,45 @@ impl Worker {
             .await?)
     }
 
+    /// The op and post mode for a `kind` event that is a new fact each time (`progress`,
+    /// `blocked`), made safe to re-run: `.crew/pending-<kind>` holds the op and text of the
+    /// last such post not known to have landed. A run with the same text after a failed one
+    /// (exit 3: the comment may or may not be on GitHub) reuses that op and resumes, so it finds
+    /// the first comment instead of posting a second; any other run gets a fresh op. Call
+    /// [`Worker::posted_pending`] once the post succeeded.
+    pub fn pending_op(&self, kind: &str, text: &str) -> Result<(String, PostMode), CrewError> {
+        let path = self.pending_path(kind);
+        if let Ok(stored) = std::fs::read_to_string(&path)
+            && let Some((op, stored_text)) = stored.split_once('\n')
+            && stored_text == text
+            && !op.is_empty()
+        {
+            return Ok((op.to_owned(), PostMode::Resume));
+        }
+        let op = new_op_id();
+        std::fs::write(&path, format!("{op}\n{text}")).map_err(|source| {
+            CrewError::from(workspace::WorkspaceError::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        Ok((op, PostMode::FirstTry))
+    }
+
+    /// Forgets the pending `kind` post [`Worker::pending_op`] recorded: it is on GitHub.
+    pub fn posted_pending(&self, kind: &str) {
+        let path = self.pending_path(kind);
+        if let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("could not remove {}: {error}", path.display());
+        }
+    }
+
+    fn pending_path(&self, kind: &str) -> PathBuf {
+        self.worktree.join(CREW_DIR).join(format!("pending-{kind}"))
+    }
+
     /// Posts this attempt's `started` if it has not been (the state machine only takes
     /// `progress`, `blocked`, `in_review` and `completed` from `working`, and an agent may skip
     /// `crew start`). `.crew/started` remembers, per worker and attempt, that it was posted, so

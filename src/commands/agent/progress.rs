@@ -1,14 +1,15 @@
 //! `crew progress <message>`: a milestone, posted as a `progress` event.
 //!
 //! Each call is a new fact, so each gets a fresh op (posted once; a lost response is checked
-//! before any re-send, see [`crate::github::PostMode::FirstTry`]).
+//! before any re-send, see [`crate::github::PostMode::FirstTry`]). A run that failed anyway
+//! (exit 3) leaves its op in `.crew/pending-progress`, and a rerun with the same message resumes
+//! it instead of posting twice ([`super::Worker::pending_op`]).
 
 use clap::Args;
 
-use super::{AgentView, Worker, new_op_id, print};
+use super::{AgentView, Worker, print};
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::PostMode;
 use crate::protocol::{EventBody, State};
 
 /// Report a milestone on the issue ("tests reproduce the bug", "fix done, running the suite")
@@ -30,13 +31,11 @@ pub async fn run(ctx: &Ctx, args: &ProgressArgs) -> Result<(), CrewError> {
     let github = worker.github()?;
     worker.fence(&github).await?;
     worker.ensure_started(ctx, &github).await?;
-    let event = worker.event(
-        new_op_id(),
-        EventBody::Progress {
-            message: message.trim().to_owned(),
-        },
-    );
-    let posted = worker.post(&github, &event, PostMode::FirstTry).await?;
+    let text = message.trim().to_owned();
+    let (op, mode) = worker.pending_op("progress", &text)?;
+    let event = worker.event(op, EventBody::Progress { message: text });
+    let posted = worker.post(&github, &event, mode).await?;
+    worker.posted_pending("progress");
     worker.mirror(ctx, &github, State::Working).await;
     let view = AgentView::new(&worker).posted("progress", &posted);
     print(
