@@ -30,9 +30,7 @@ use crate::commands::brief::{self, Placement};
 use crate::context::Ctx;
 use crate::error::CrewError;
 use crate::fault::crashpoint;
-use crate::github::{
-    Board, GitHub, GitHubConfig, HeldLease, LeaseRequest, LeaseWriteError, PostMode,
-};
+use crate::github::{Board, GitHub, HeldLease, LeaseRequest, LeaseWriteError, PostMode};
 use crate::prompt::{CommentContext, Prompts};
 use crate::protocol::lease::{LeaseState, LeaseStatus};
 use crate::protocol::{Assignment, Event, EventBody, IssueState, State};
@@ -313,9 +311,12 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
         )));
     };
 
-    let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
+    // The cached client: the lease commit this dispatch writes is remembered by its sha, so the
+    // slot re-count of a fill and every later lease read need not fetch it back, and the board
+    // row it writes lands in the same cache.
+    let github = ctx.github().await?;
     let gathered =
-        brief::gather_lazily(&github, ctx.cache().await?, settings, &repo, number).await?;
+        brief::gather_lazily(github, ctx.cache().await?, settings, &repo, number).await?;
     let issue = gathered.issue.clone();
 
     // Refusals: nothing is written before all of these pass.
@@ -341,7 +342,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
     let mut resumed = match own_assignment(state, &settings.host) {
         Some((worker, attempt)) => {
             resumable(
-                &github,
+                github,
                 settings,
                 &repo,
                 &repo_root,
@@ -439,7 +440,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
                 ..
             }) if holder.host == settings.host => {
                 let found = resumable(
-                    &github,
+                    github,
                     settings,
                     &repo,
                     &repo_root,
@@ -480,7 +481,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
     // since. Counted again now that ours is on GitHub, and let go (before anything is
     // announced) if there are too many. See [`verify_slots`] for why this never over-fills.
     if let (Some(limits), PostMode::FirstTry) = (args.slots, post_mode) {
-        verify_slots(ctx, &github, &repo, &held, limits).await?;
+        verify_slots(ctx, github, &repo, &held, limits).await?;
     }
     let worker_id = held.lease.worker.clone();
     let attempt = held.lease.attempt;
@@ -495,7 +496,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
     {
         post_recovery(
             ctx,
-            &github,
+            github,
             &prompts,
             &repo,
             number,
@@ -537,7 +538,7 @@ async fn place(ctx: &Ctx, args: &DispatchArgs, number: u64) -> Result<Placed, Cr
     // 3. The board and labels: best effort. The labels just read serve (saves a GET).
     let board = Board::new(settings, &repo);
     let mut mirrored = board
-        .set_state(&github, &repo, number, State::Assigned)
+        .set_state(github, &repo, number, State::Assigned)
         .await
         .map(drop);
     if board.mirrors_labels() {
