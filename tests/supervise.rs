@@ -553,3 +553,45 @@ async fn a_superseded_worker_is_stopped_and_posts_nothing() -> TestResult {
     assert_eq!(lease.worker, "worker-other");
     Ok(())
 }
+
+/// A dispatch killed the instant it spawned the supervisor must not leave a window in which
+/// neither the dispatch lock nor the supervisor lock is held (a second dispatch would take the
+/// worker for an interrupted one and resume it): the supervisor inherits the dispatch lock and
+/// holds it until its own lock is settled.
+#[test]
+fn the_supervisor_holds_the_dispatch_lock_until_its_own_is_settled() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let worktree = dir.path().join("widgets-worker-7");
+    std::fs::create_dir_all(worktree.join(".crew"))?;
+    // Another supervisor holds this worktree: the new one waits for it, then leaves.
+    let _other = worker::lock::try_lock(&worker::lock::supervisor_lock_path(&worktree))?
+        .ok_or("the supervisor lock is taken")?;
+    let dispatch_path = dir.path().join("git/crew/dispatch-7.lock");
+    let dispatching =
+        worker::lock::try_lock(&dispatch_path)?.ok_or("the dispatch lock is taken")?;
+    let log = worktree.join(".crew/logs/supervisor.log");
+    let supervisor = worker::spawn_supervisor(
+        Path::new(env!("CARGO_BIN_EXE_crew")),
+        &worktree,
+        &log,
+        Some(&dispatching),
+    )?;
+    // The dispatch dies here.
+    drop(dispatching);
+    assert!(
+        worker::lock::is_locked(&dispatch_path)?,
+        "nobody holds the dispatch lock while the supervisor starts"
+    );
+    for _ in 0..300 {
+        if !worker::is_alive(&supervisor) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!worker::is_alive(&supervisor), "still running: {text}");
+    assert!(text.contains("another supervisor holds"), "{text}");
+    // Gone with it, and never passed on.
+    assert!(!worker::lock::is_locked(&dispatch_path)?, "{text}");
+    Ok(())
+}

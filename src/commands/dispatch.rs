@@ -604,7 +604,7 @@ async fn start_local(
         announced,
         search_path,
         program,
-        lock: _dispatching,
+        lock: dispatching,
     } = placed;
     let settings = &ctx.settings;
     let config = &settings.config;
@@ -671,7 +671,8 @@ async fn start_local(
     // 8. The supervisor, detached; dispatch returns once it runs the agent.
     let supervisor_log = path.join(CREW_DIR).join("logs").join("supervisor.log");
     let supervisor =
-        worker::spawn_supervisor(&crew_exe, &path, &supervisor_log).map_err(CrewError::internal)?;
+        worker::spawn_supervisor(&crew_exe, &path, &supervisor_log, Some(&dispatching))
+            .map_err(CrewError::internal)?;
     // This host's process table (a cache: reconcile also finds workers by their worktrees).
     let row = crate::cache::ProcessRow {
         worker_id: worker_id.clone(),

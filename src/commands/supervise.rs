@@ -9,7 +9,7 @@
 //! `.crew/supervisor.lock` while it lives ([`worker::lock`]), which is how every other crew
 //! command knows, without trusting a pid, whether the worker is still supervised.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -26,6 +26,11 @@ pub struct SuperviseArgs {
     /// The worker's worktree
     #[arg(long)]
     pub worktree: PathBuf,
+
+    /// The descriptor of the dispatch lock this process inherited from `crew dispatch`: held
+    /// until the supervisor lock is, then closed
+    #[arg(long, value_name = "FD")]
+    pub dispatch_lock_fd: Option<i32>,
 }
 
 pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
@@ -34,10 +39,16 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     // One supervisor per worktree, held until this process dies however it dies: a second one
     // (started by a dispatch that resumed while this one was starting) leaves at once.
     let lock_path = lock::supervisor_lock_path(&worktree);
-    let Some(lock_guard) = lock::take_supervisor_lock(&worktree)
-        .await
-        .map_err(CrewError::internal)?
-    else {
+    // The dispatch that started us holds its issue's dispatch lock, and so do we (inherited):
+    // until we hold the supervisor lock, a second dispatch must still see a dispatch at work,
+    // even if ours was killed the moment it spawned us. Let go of it once ours is taken (or
+    // refused), before any agent could inherit it.
+    let inherited = args
+        .dispatch_lock_fd
+        .and_then(|fd| lock::adopt_inherited(fd, Path::new("dispatch lock")));
+    let taken = lock::take_supervisor_lock(&worktree).await;
+    drop(inherited);
+    let Some(lock_guard) = taken.map_err(CrewError::internal)? else {
         ctx.printer.warn(format_args!(
             "another supervisor holds {}; leaving this worker to it",
             lock_path.display()

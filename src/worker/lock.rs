@@ -9,6 +9,9 @@
 //! - **the dispatch lock** of an issue, in the clone's git directory, held by `crew dispatch`
 //!   while it places a worker: a second dispatch of the same issue on this host knows the first
 //!   is still working (and exits 4) rather than mistaking it for a crashed one and resuming it.
+//!   The supervisor it starts inherits the lock and lets go of it only once it holds its own
+//!   supervisor lock, so there is no instant, even with the dispatch killed right after the
+//!   spawn, at which neither lock is held for a worker being placed ([`adopt_inherited`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,34 @@ impl HeldLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The descriptor through which this process holds the lock: a child that inherits it
+    /// holds the same lock (`flock` belongs to the open file, not the process) until the last
+    /// holder closes it or dies.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._file)
+    }
+}
+
+/// A lock inherited from the process that started this one (descriptor `fd`, which that
+/// process left open across `exec`), taken over so it is released when dropped, and closed on
+/// any further `exec` so no grandchild keeps it. `None` when `fd` is not an open file.
+pub fn adopt_inherited(fd: std::os::fd::RawFd, path: &Path) -> Option<HeldLock> {
+    use std::os::fd::FromRawFd;
+    // Only descriptors past stdio, and only when open: never take over something else.
+    // SAFETY: fcntl on any integer is sound (it fails with EBADF for a closed one).
+    if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: as above; setting FD_CLOEXEC only affects later execs.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the descriptor is open and was handed to this process for it to own (the
+    // starter passed its number for this purpose and nothing else here uses it).
+    let file = unsafe { File::from_raw_fd(fd) };
+    Some(HeldLock {
+        _file: file,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Takes the exclusive lock on `path` (creating the file and its directory) if nobody holds it:

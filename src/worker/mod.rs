@@ -232,15 +232,35 @@ pub fn read_spec(worktree: &Path) -> std::io::Result<Option<SupervisorSpec>> {
 /// Starts `crew supervise --worktree WORKTREE` from the executable `crew` (usually
 /// `std::env::current_exe()`), detached ([`supervisor_command`], [`spawn_detached`]). Returns
 /// its identity once it runs.
+///
+/// `dispatch_lock`, the lock the starting dispatch holds, is inherited by the supervisor (its
+/// descriptor left open across `exec`, its number passed as `--dispatch-lock-fd`), which holds
+/// it until it has taken its worktree's supervisor lock (see [`lock`]).
 pub fn spawn_supervisor(
     crew: &Path,
     worktree: &Path,
     supervisor_log: &Path,
+    dispatch_lock: Option<&lock::HeldLock>,
 ) -> std::io::Result<ProcessIdentity> {
-    spawn_detached(
-        supervisor_command(crew, worktree, supervisor_log)?,
-        supervisor_log,
-    )
+    let mut command = supervisor_command(crew, worktree, supervisor_log)?;
+    if let Some(held) = dispatch_lock {
+        use std::os::unix::process::CommandExt;
+        let fd = held.raw_fd();
+        command.arg("--dispatch-lock-fd").arg(fd.to_string());
+        // SAFETY: fcntl is async-signal-safe, and the closure allocates nothing. In the child,
+        // between fork and exec, `fd` is the parent's open lock file; clearing FD_CLOEXEC lets
+        // it survive the exec.
+        unsafe {
+            command.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    spawn_detached(command, supervisor_log)
 }
 
 /// The command that runs `crew supervise --worktree WORKTREE` detached: a new session (so no
