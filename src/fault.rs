@@ -7,11 +7,14 @@
 //! sets the variable; it is not a setting and `crew doctor` does not list it.
 //!
 //! Decisions, and why:
-//! - **Named points, one list.** Every point is in [`DISPATCH_POINTS`] or
-//!   [`LIFE_POINTS`], named `<command>:<step>` ("killed
-//!   after that step of that command"), except the dispatch steps, which keep the bare names the
-//!   first crash tests used (`lease`, `assigned`, … `spawn`). A test that picks points at random
-//!   picks from that list, so a new point is covered without editing the test.
+//! - **Named points, in lists.** Every point is in [`DISPATCH_POINTS`], [`LIFE_POINTS`] or
+//!   [`CANCEL_POINTS`], named `<command>:<step>` ("killed after that step of that command"),
+//!   except the dispatch steps, which keep the bare names the first crash tests used (`lease`,
+//!   `assigned`, … `spawn`). A test that picks points at random picks from [`points`], so a new
+//!   point of an issue's life is covered without editing the test.
+//! - **`crew cancel` has its own list.** An issue's life as the random crash runs play it ends
+//!   merged, and a cancel ends it otherwise: its points are not in [`points`], and the cancel
+//!   tests go through them one by one.
 //! - **The variable reaches the agents, on purpose.** `crew loop` and `crew dispatch` pass their
 //!   environment to the supervisor they start, and the supervisor to its agent (only the token
 //!   variables are ever withheld, by the profile). So one variable set on `crew loop` can kill the
@@ -36,7 +39,7 @@ pub const DISPATCH_POINTS: &[&str] = &[
 ];
 
 /// The points after a worker started, in the order an issue's life reaches them: the agent's
-/// `crew done` and `crew handover`, the supervisor's salvage of an attempt that ended without
+/// `crew done`, `crew handover`, `crew blocked` and `crew fail`, the supervisor's salvage of an attempt that ended without
 /// either, and the maintainer's `crew approve`, `crew answer`, `crew request-changes` and
 /// `crew merge`.
 pub const LIFE_POINTS: &[&str] = &[
@@ -51,6 +54,12 @@ pub const LIFE_POINTS: &[&str] = &[
     "handover:push",
     "handover:comment",
     "handover:finished",
+    // `crew blocked`: the `blocked` comment posted; `.crew/finished` not written.
+    "blocked:comment",
+    // `crew fail` (the work saved first): the `failed` comment posted, `.crew/finished` not
+    // written; `.crew/finished` written, the lease not released.
+    "fail:comment",
+    "fail:finished",
     // The supervisor, for an agent that exited without `done`/`handover`/`fail`: the WIP commit
     // pushed; the salvage `handover` comment posted, the lease not released.
     "salvage:push",
@@ -67,17 +76,35 @@ pub const LIFE_POINTS: &[&str] = &[
     "merge:release",
 ];
 
-/// Every point, dispatch first.
+/// The points of `crew cancel`, in order: `.crew/finished` = `cancelled` written, the supervisor
+/// not signalled; the supervisor and the agent stopped, the work not saved; the WIP commit made
+/// and pushed; the `cancelled` comment posted, the lease not released; the lease released, the
+/// board and labels not mirrored.
+pub const CANCEL_POINTS: &[&str] = &[
+    "cancel:finished",
+    "cancel:stop",
+    "cancel:push",
+    "cancel:comment",
+    "cancel:release",
+];
+
+/// Every point of an issue's life that ends in a merge, dispatch first: what the random crash
+/// runs pick from.
 pub fn points() -> impl Iterator<Item = &'static str> {
     DISPATCH_POINTS.iter().chain(LIFE_POINTS).copied()
+}
+
+/// Every point there is.
+pub fn all_points() -> impl Iterator<Item = &'static str> {
+    points().chain(CANCEL_POINTS.iter().copied())
 }
 
 /// Dies here, by SIGKILL to itself, when `CREW_FAULT_KILL_AFTER` names `point` (and, with
 /// `CREW_FAULT_ONCE`, no process has died at a point of this run yet). Otherwise does nothing.
 pub fn crashpoint(point: &str) {
     debug_assert!(
-        points().any(|known| known == point),
-        "crash point `{point}` is not in fault::DISPATCH_POINTS or fault::LIFE_POINTS"
+        all_points().any(|known| known == point),
+        "crash point `{point}` is not in fault::DISPATCH_POINTS, LIFE_POINTS or CANCEL_POINTS"
     );
     if std::env::var_os(CREW_FAULT_KILL_AFTER).is_none_or(|value| value != point) {
         return;
@@ -113,12 +140,12 @@ mod tests {
 
     #[test]
     fn points_are_unique_and_named_by_command() {
-        let all: Vec<&str> = points().collect();
+        let all: Vec<&str> = all_points().collect();
         let mut unique = all.clone();
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), all.len());
-        for point in LIFE_POINTS {
+        for point in LIFE_POINTS.iter().chain(CANCEL_POINTS) {
             let (command, step) = point.split_once(':').unwrap_or_default();
             assert!(!command.is_empty() && !step.is_empty(), "{point}");
         }

@@ -12,6 +12,14 @@
 //! `crew done`/`crew handover`, so several issues die at several points within one run of the
 //! loop. The supervisor inherits the variable from whoever dispatched it, so its salvage points
 //! are set on `crew dispatch`, with `CREW_FAULT_ONCE` so only the first process there dies.
+//!
+//! `crew blocked` and `crew fail` killed between their comment and `.crew/finished` (or, for
+//! `fail`, before the release) must not be salvaged into a second end of the attempt: the
+//! question stands alone until answered (its work saved, the lease released), the failure is
+//! retried by the next loop. `crew cancel` killed after each of its steps (`fault::CANCEL_POINTS`)
+//! is run again, with or without a `crew gc` in between, and must end with one `cancelled`, no
+//! handover, the work on the branch, the lease released, no worktree and no process
+//! ([`assert_cancelled`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -25,7 +33,7 @@ use crew::protocol::{Event, EventKind};
 use serde_json::Value;
 
 use crate::support::TestResult;
-use crate::support::sandbox::{PREFIX, Sandbox, text};
+use crate::support::sandbox::{PREFIX, Sandbox, origin_file, text};
 
 /// The event comments of `issue`, in order.
 pub async fn events(sandbox: &Sandbox, issue: u64) -> TestResult<Vec<Event>> {
@@ -152,7 +160,7 @@ pub async fn no_processes(sandbox: &Sandbox) -> TestResult {
 
 /// The convergence every crash must come back to, for `issue`: completed exactly once; exactly
 /// one pull request, merged; every announced attempt ended exactly once (by its completion, a
-/// handover, a change request or a question it stopped for); no event posted twice (the same
+/// handover, a change request, a failure or a question it stopped for); no event posted twice (the same
 /// op); its lease released; its worktree gone. `context` names the run in failures.
 pub async fn assert_converged(sandbox: &Sandbox, issue: u64, context: &str) -> TestResult {
     let events = events(sandbox, issue).await?;
@@ -179,7 +187,8 @@ pub async fn assert_converged(sandbox: &Sandbox, issue: u64, context: &str) -> T
         assert_eq!(count(EventKind::Assigned), 1, "attempt {attempt}: {why}");
         let ended = count(EventKind::Completed)
             + count(EventKind::Handover)
-            + count(EventKind::ChangesRequested);
+            + count(EventKind::ChangesRequested)
+            + count(EventKind::Failed);
         if Some(*attempt) == last {
             assert_eq!(count(EventKind::Completed), 1, "attempt {attempt}: {why}");
         }
@@ -555,5 +564,377 @@ async fn maintainer_commands_killed_at_every_step_converge() -> TestResult {
             "completed"
         ]
     );
+    no_processes(&sandbox).await
+}
+
+/// A sandbox whose only open issues are `open` (the others closed before the first request), so
+/// a loop starts no worker the test does not look at.
+async fn sandbox_of(script: &str, open: &'static [u64]) -> TestResult<Sandbox> {
+    Sandbox::build(
+        |world| {
+            if let Some(repo) = world.repos.first_mut() {
+                for issue in &mut repo.issues {
+                    if !open
+                        .iter()
+                        .any(|number| issue.title == format!("Make widgets spin {number}"))
+                    {
+                        issue.state = "closed".to_owned();
+                    }
+                }
+            }
+        },
+        script,
+        "max = 8\n",
+    )
+    .await
+}
+
+/// `file` on the branch of `issue` (`feature/<issue>-…`) in origin, if both exist.
+fn on_branch(sandbox: &Sandbox, issue: u64, file: &str) -> TestResult<Option<String>> {
+    let repo = git2::Repository::open_bare(&sandbox.bare)?;
+    let prefix = format!("feature/{issue}-");
+    for branch in repo.branches(Some(git2::BranchType::Local))? {
+        let (branch, _) = branch?;
+        if let Some(name) = branch.name()?
+            && name.starts_with(&prefix)
+        {
+            return Ok(origin_file(&sandbox.bare, name, file));
+        }
+    }
+    Ok(None)
+}
+
+/// The state of `issue`'s lease (`None`: no lease ref).
+async fn lease_of(sandbox: &Sandbox, issue: u64) -> TestResult<Option<LeaseState>> {
+    let leases = sandbox.github.leases(&sandbox.repo, PREFIX).await?;
+    match leases.into_iter().find(|lease| lease.issue == issue) {
+        None => Ok(None),
+        Some(lease) => Ok(Some(lease.lease.map_err(|error| format!("{error}"))?.state)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_and_fail_killed_after_their_comment_converge() -> TestResult {
+    // Attempt 1 of #1 asks a question, with a draft not committed, and dies in `crew blocked`
+    // after the comment, before `.crew/finished`; #3 dies in `crew fail` after the comment, #4
+    // after the marker, before the release. Each agent's session then ends, its supervisor
+    // settles it, and the loop (a retry after a failure) or the maintainer's answer starts the
+    // next attempt, which finishes. #5 dies in `crew blocked` too, and asks again at once: the
+    // re-run finds the first comment instead of asking twice.
+    let script = format!(
+        "{}{WORK}case \"$issue:$attempt\" in\n\
+         1:1) echo draft > \"draft-$issue.txt\"\n\
+         CREW_FAULT_KILL_AFTER=blocked:comment $C blocked \"which colour?\"; exit 0 ;;\n\
+         3:1) CREW_FAULT_KILL_AFTER=fail:comment $C fail \"it cannot be done\"; exit 0 ;;\n\
+         4:1) CREW_FAULT_KILL_AFTER=fail:finished $C fail \"it cannot be done\"; exit 0 ;;\n\
+         5:1) CREW_FAULT_KILL_AFTER=blocked:comment $C blocked \"which size?\" \\\n\
+         || $C blocked \"which size?\"; exit 0 ;;\n\
+         *) $C done --skip-rebase ;;\nesac\n",
+        agent_prelude()
+    );
+    let sandbox = sandbox_of(&script, &[1, 3, 4, 5]).await?;
+    assert!(!run_loop(&sandbox, &[]).await?, "nobody kills the loop");
+    supervisors_gone(&sandbox).await?;
+
+    // The question stands alone: no salvage handover after it, the draft saved on the branch,
+    // the lease released so the answer can start the next attempt at once.
+    assert_eq!(
+        kinds(&events(&sandbox, 1).await?),
+        ["assigned", "started", "blocked"]
+    );
+    assert_eq!(state_of(&sandbox, 1).await?, "blocked");
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Released));
+    assert_eq!(
+        on_branch(&sandbox, 1, "draft-1.txt")?.as_deref(),
+        Some("draft\n")
+    );
+    assert_eq!(
+        kinds(&events(&sandbox, 5).await?),
+        ["assigned", "started", "blocked"]
+    );
+    assert_eq!(lease_of(&sandbox, 5).await?, Some(LeaseState::Released));
+    // The failures stand alone too, and the loop retried each.
+    for (issue, point) in [(3_u64, "fail:comment"), (4, "fail:finished")] {
+        let events = events(&sandbox, issue).await?;
+        assert_eq!(
+            kinds(&events),
+            [
+                "assigned",
+                "started",
+                "failed",
+                "assigned",
+                "started",
+                "in_review"
+            ],
+            "{point}"
+        );
+        assert!(
+            events.iter().all(|event| !event.op.starts_with("salvage-")),
+            "{point}"
+        );
+    }
+
+    crew_ok(&sandbox, &["answer", "1", "blue"]).await?;
+    crew_ok(&sandbox, &["answer", "5", "large"]).await?;
+    supervisors_gone(&sandbox).await?;
+    for issue in [1_u64, 5] {
+        assert_eq!(
+            kinds(&events(&sandbox, issue).await?),
+            [
+                "assigned",
+                "started",
+                "blocked",
+                "answered",
+                "assigned",
+                "started",
+                "in_review"
+            ],
+            "#{issue}"
+        );
+    }
+    for issue in [1_u64, 3, 4, 5] {
+        crew_ok(&sandbox, &["approve", &issue.to_string()]).await?;
+        crew_ok(&sandbox, &["merge", &issue.to_string()]).await?;
+        assert_converged(&sandbox, issue, "blocked/fail").await?;
+    }
+    no_processes(&sandbox).await
+}
+
+/// An agent that leaves uncommitted work and runs until it is stopped (in the foreground: a
+/// non-interactive shell's background jobs ignore SIGINT).
+const UNTIL_CANCELLED: &str = "echo wip > wip.txt; sh -c 'sleep 30'; echo never";
+
+/// Waits until the supervisor in `worktree` has recorded its agent and the agent has written
+/// `file`.
+async fn running(worktree: &Path, file: &str) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while crew::worker::read_supervised(worktree)?.is_none() || !worktree.join(file).is_file() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("no worker runs in {}", worktree.display()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The convergence of a cancel, for `issue`: exactly one `cancelled` and no handover (nothing
+/// invites a next attempt), the issue cancelled, the work on its branch in origin, the lease
+/// released, the worktree gone.
+async fn assert_cancelled(sandbox: &Sandbox, issue: u64, context: &str) -> TestResult {
+    let events = events(sandbox, issue).await?;
+    let kinds = kinds(&events);
+    assert_eq!(kinds, ["assigned", "cancelled"], "{context}");
+    let mut ops: Vec<&str> = events.iter().map(|event| event.op.as_str()).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    assert_eq!(ops.len(), events.len(), "{context}: an op twice");
+    assert_eq!(state_of(sandbox, issue).await?, "cancelled", "{context}");
+    assert_eq!(
+        on_branch(sandbox, issue, "wip.txt")?.as_deref(),
+        Some("wip\n"),
+        "{context}: the work is not on the branch"
+    );
+    assert_eq!(
+        lease_of(sandbox, issue).await?,
+        Some(LeaseState::Released),
+        "{context}"
+    );
+    let worktree = worktree_of(sandbox, issue);
+    assert!(
+        !worktree.exists(),
+        "{context}: {} is left",
+        worktree.display()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_killed_at_every_step_converges_when_run_again() -> TestResult {
+    let issues = [1_u64, 3, 4, 5, 6];
+    let cases: Vec<(u64, &str)> = issues
+        .into_iter()
+        .zip(crew::fault::CANCEL_POINTS.iter().copied())
+        .collect();
+    assert_eq!(cases.len(), crew::fault::CANCEL_POINTS.len());
+    let sandbox = sandbox_of(UNTIL_CANCELLED, &[1, 3, 4, 5, 6]).await?;
+    crew_ok(&sandbox, &["dispatch", "1", "3", "4", "5", "6"]).await?;
+    for issue in issues {
+        running(&worktree_of(&sandbox, issue), "wip.txt").await?;
+    }
+
+    for (issue, point) in &cases {
+        let number = issue.to_string();
+        let worktree = worktree_of(&sandbox, *issue);
+        let killed = crew_env(
+            &sandbox,
+            &["cancel", &number],
+            &[("CREW_FAULT_KILL_AFTER", point)],
+        )
+        .await?;
+        assert!(
+            killed.is_none(),
+            "{point}: not killed: {:?}",
+            killed.as_ref().map(text)
+        );
+        // Where the kill left it.
+        let kinds_now = kinds(&events(&sandbox, *issue).await?);
+        let supervising = crew::worker::lock::supervisor_running(&worktree);
+        let lease = lease_of(&sandbox, *issue).await?;
+        match *point {
+            "cancel:finished" => {
+                assert!(supervising, "{point}: the worker should still run");
+                assert_eq!(kinds_now, ["assigned"], "{point}");
+            }
+            "cancel:stop" | "cancel:push" => {
+                assert!(!supervising, "{point}");
+                assert_eq!(kinds_now, ["assigned"], "{point}");
+                assert_eq!(lease, Some(LeaseState::Held), "{point}");
+                let saved = on_branch(&sandbox, *issue, "wip.txt")?;
+                assert_eq!(saved.is_some(), *point == "cancel:push", "{point}");
+            }
+            "cancel:comment" => {
+                assert_eq!(kinds_now, ["assigned", "cancelled"], "{point}");
+                assert_eq!(lease, Some(LeaseState::Held), "{point}");
+            }
+            _ => {
+                assert_eq!(kinds_now, ["assigned", "cancelled"], "{point}");
+                assert_eq!(lease, Some(LeaseState::Released), "{point}");
+            }
+        }
+        // The maintainer runs it again: it finishes what is left, or says nothing is.
+        let again = sandbox.crew(&["cancel", &number, "--json"]).await?;
+        let (stdout, stderr) = text(&again);
+        if *point == "cancel:release" {
+            assert_eq!(again.status.code(), Some(1), "{point}: {stdout}\n{stderr}");
+            assert!(stderr.contains("already cancelled"), "{point}: {stderr}");
+        } else {
+            assert!(again.status.success(), "{point}: {stdout}\n{stderr}");
+            let view: Value = serde_json::from_str(&stdout)?;
+            assert_eq!(view["lease"], "released", "{point}: {view}");
+            assert_eq!(view["state"], "cancelled", "{point}: {view}");
+        }
+        assert!(
+            !crew::worker::lock::supervisor_running(&worktree),
+            "{point}"
+        );
+    }
+
+    let gc = sandbox.crew(&["gc"]).await?;
+    assert!(gc.status.success(), "{:?}", text(&gc));
+    for (issue, point) in &cases {
+        assert_cancelled(&sandbox, *issue, point).await?;
+    }
+    no_processes(&sandbox).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cancel_meets_gc_before_it_is_run_again() -> TestResult {
+    // #1: the cancel dies after its marker, and the agent then ends its session by itself
+    // (`../go-1`). #3: the cancel dies after its comment. A `crew gc` runs before the maintainer
+    // runs each cancel again, and one after.
+    let script = "echo wip > wip.txt\n\
+                  issue=$(sed -n 's/^ *\"issue\": *\\([0-9]*\\).*/\\1/p' .crew/context.json)\n\
+                  while [ ! -f \"../go-$issue\" ]; do sleep 0.05; done\n";
+    let sandbox = sandbox_of(script, &[1, 3]).await?;
+    crew_ok(&sandbox, &["dispatch", "1", "3"]).await?;
+    for issue in [1_u64, 3] {
+        running(&worktree_of(&sandbox, issue), "wip.txt").await?;
+    }
+    for (issue, point) in [(1_u64, "cancel:finished"), (3, "cancel:comment")] {
+        let killed = crew_env(
+            &sandbox,
+            &["cancel", &issue.to_string()],
+            &[("CREW_FAULT_KILL_AFTER", point)],
+        )
+        .await?;
+        assert!(killed.is_none(), "{point}: not killed");
+    }
+    std::fs::write(sandbox.dir.path().join("go-1"), "")?;
+    supervisors_gone(&sandbox).await?;
+    // The supervisor of #1 saw the cancel's marker: no salvage handover, and the lease kept, so
+    // no next attempt starts on an issue being cancelled.
+    assert_eq!(kinds(&events(&sandbox, 1).await?), ["assigned"]);
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Held));
+
+    let gc = sandbox.crew(&["gc"]).await?;
+    assert!(gc.status.success(), "{:?}", text(&gc));
+    assert!(
+        worktree_of(&sandbox, 1).exists(),
+        "#1 is live: its worktree stays"
+    );
+    assert!(
+        !worktree_of(&sandbox, 3).exists(),
+        "#3 is cancelled: gc removes it"
+    );
+
+    for issue in [1_u64, 3] {
+        let again = sandbox
+            .crew(&["cancel", &issue.to_string(), "--json"])
+            .await?;
+        let (stdout, stderr) = text(&again);
+        assert!(again.status.success(), "#{issue}: {stdout}\n{stderr}");
+        let view: Value = serde_json::from_str(&stdout)?;
+        assert_eq!(view["lease"], "released", "#{issue}: {view}");
+        // #3's comment was posted by the killed run: this one posts nothing.
+        assert_eq!(view["comment_id"].is_null(), issue == 3, "#{issue}: {view}");
+    }
+    let gc = sandbox.crew(&["gc"]).await?;
+    assert!(gc.status.success(), "{:?}", text(&gc));
+    for issue in [1_u64, 3] {
+        assert_cancelled(&sandbox, issue, &format!("#{issue}")).await?;
+    }
+    no_processes(&sandbox).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_answered_to_a_live_worker_no_longer_closes_its_attempt() -> TestResult {
+    // Attempt 1 dies in `crew blocked` after the comment but its session goes on: it waits for
+    // the answer (`../answered`), works on and exits without `crew done`. The answer went to the
+    // live worker, so the question no longer closes the attempt: its exit is salvaged and handed
+    // over like any other, and the next attempt finishes.
+    let script = format!(
+        "{}{WORK}if [ \"$attempt\" = 1 ]; then\n\
+         CREW_FAULT_KILL_AFTER=blocked:comment $C blocked \"which size?\" || true\n\
+         while [ ! -f ../answered ]; do sleep 0.05; done\n\
+         echo more > \"more-$issue.txt\"; exit 3\nfi\n$C done --skip-rebase\n",
+        agent_prelude()
+    );
+    let sandbox = sandbox_of(&script, &[1]).await?;
+    crew_ok(&sandbox, &["dispatch", "1"]).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while kinds(&events(&sandbox, 1).await?).last() != Some(&"blocked") {
+        if tokio::time::Instant::now() >= deadline {
+            return Err("the question was never posted".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The worker lives on, and keeps its lease: the answer goes to it, no next attempt.
+    assert!(crew::worker::lock::supervisor_running(&worktree_of(
+        &sandbox, 1
+    )));
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Held));
+    crew_ok(&sandbox, &["answer", "1", "large"]).await?;
+    std::fs::write(sandbox.dir.path().join("answered"), "")?;
+    supervisors_gone(&sandbox).await?;
+    let events_now = events(&sandbox, 1).await?;
+    assert_eq!(
+        kinds(&events_now),
+        ["assigned", "started", "blocked", "answered", "handover"]
+    );
+    assert!(
+        events_now
+            .last()
+            .is_some_and(|event| event.op.starts_with("salvage-"))
+    );
+    assert_eq!(
+        on_branch(&sandbox, 1, "more-1.txt")?.as_deref(),
+        Some("more\n")
+    );
+
+    assert!(!run_loop(&sandbox, &[]).await?);
+    supervisors_gone(&sandbox).await?;
+    crew_ok(&sandbox, &["approve", "1"]).await?;
+    crew_ok(&sandbox, &["merge", "1"]).await?;
+    assert_converged(&sandbox, 1, "answered, then salvaged").await?;
     no_processes(&sandbox).await
 }

@@ -23,7 +23,15 @@
 //!
 //! A re-run of an interrupted cancel (the issue already `cancelled`, but the worker still runs
 //! here or its lease is still held) completes steps 2 to 7 and posts nothing; once nothing is
-//! left to do, `crew cancel` of a cancelled issue exits 1 saying so.
+//! left to do, `crew cancel` of a cancelled issue exits 1 saying so. A lease of the cancelled
+//! attempt held by this host with no worktree of its worker left (`crew gc` removed it after the
+//! interrupted cancel) is this cancel's to release, not another host's.
+//!
+//! Killed after any step (crash points `cancel:finished`, `cancel:stop`, `cancel:push`,
+//! `cancel:comment`, `cancel:release`, see [`crate::fault`]), the re-run converges: before the
+//! comment it starts over (the marker keeps the supervisor from salvaging meanwhile, a clean
+//! worktree commits nothing, the comment is posted once); after it, it completes the rest; after
+//! the release there is nothing left but the board, which the next reconcile mirrors.
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +44,7 @@ use crate::agents::Profile;
 use crate::commands::brief;
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::{Board, GitHub, GitHubError, PostMode, Release, RepoSlug};
 use crate::observe::timestamp;
 use crate::prompt::{CommentContext, Prompts};
@@ -184,10 +193,21 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
                 lease.worker == local.worker() && lease.attempt == local.attempt()
             })
     });
+    // A cancel killed after its comment, whose worktree `crew gc` has removed since: the
+    // cancelled attempt's lease, held by this host, with nothing of its worker left here. It is
+    // this cancel's to release, not another host's.
+    let left_by_a_cancel = |lease: &Lease| {
+        state.state == State::Cancelled
+            && local.is_none()
+            && lease.host == settings.host
+            && u64::from(lease.attempt) == attempt
+            && lease.worker == worker_id
+    };
     let lease_is_local = |lease: &Lease| {
         local
             .as_ref()
             .is_some_and(|local| local.worker() == lease.worker && local.attempt() == lease.attempt)
+            || left_by_a_cancel(lease)
     };
     let held_elsewhere = lease
         .as_ref()
@@ -268,6 +288,7 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
     let mut salvage = None;
     if let Some(mut local) = local.filter(|_| forced_over.is_none()) {
         stopped = Some(stop(ctx, &mut local).await?);
+        crashpoint("cancel:stop");
         // 4. Save its work.
         let push = local.pushes().unwrap_or_else(|| {
             Profile::resolve(config, &local.context.profile).map_or(true, |profile| profile.push)
@@ -297,6 +318,7 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
                 pushed: saved.pushed,
             });
         }
+        crashpoint("cancel:push");
     }
 
     // 5. The `cancelled` event (never twice: a derived op, looked for before posting).
@@ -319,6 +341,7 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
             .await?;
         comment_id = Some(posted.comment_id);
         reused = posted.reused;
+        crashpoint("cancel:comment");
     }
 
     // 6. The lease.
@@ -329,6 +352,7 @@ async fn cancel(ctx: &Ctx, args: &CancelArgs) -> Result<CancelView, CrewError> {
         (None, None, Some(_)) => "superseded",
         (None, None, None) => "none",
     };
+    crashpoint("cancel:release");
 
     // 7. Labels and board, best effort.
     let board = Board::new(settings, &repo);
@@ -386,6 +410,7 @@ async fn stop(ctx: &Ctx, local: &mut LocalWorker) -> Result<StoppedView, CrewErr
     let agent_was_running = local.agent_alive();
     let grace = local.grace().unwrap_or(DEFAULT_GRACE);
     write_finished(&local.worktree)?;
+    crashpoint("cancel:finished");
 
     let mut killed = false;
     if let Some(supervisor) = supervisor.filter(|_| supervisor_was_running) {

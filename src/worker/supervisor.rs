@@ -30,11 +30,15 @@
 //!   single request. Where the lease is not known to be held (the supervisor is gone), it is read
 //!   first and a lease that has moved to another attempt stops everything before any push.
 //! - **An attempt its own command closed is not handed over again.** `crew done`/`handover`/
-//!   `fail` post their event, then write `.crew/finished`; killed in between, the marker is
-//!   missing although the attempt is over. So before saving anything, [`hand_over_abandoned`]
-//!   looks for a closing event of this worker's attempt on the issue (one request): when there is
-//!   one, it neither commits (that would land on the pull request's branch) nor posts (a second
-//!   handover would end the attempt twice), and only lets the lease go.
+//!   `fail`/`blocked` post their event, then write `.crew/finished`; killed in between, the
+//!   marker is missing although the attempt is over. So before saving anything,
+//!   [`hand_over_abandoned`] looks for a closing event of this worker's attempt on the issue (one
+//!   request): when there is one, it neither commits (that would land on the pull request's
+//!   branch) nor posts (a second handover would end the attempt twice), and only lets the lease
+//!   go. A question nobody answered yet counts as closing, and is settled as with its marker
+//!   (the work saved as WIP, the lease released, nothing posted): a handover after it would
+//!   invite a next attempt before the answer; once answered, the agent works on, and a crash
+//!   after that is handed over as any other.
 //! - **Finished normally**: the agent-side command that wrote the marker posted the event and
 //!   owns the lease's fate; the supervisor records the exit, and releases the lease only if that
 //!   command died before releasing it (two reads when it did not, which is the normal case):
@@ -454,26 +458,36 @@ async fn settle_blocked(
     lease: &HeldLease,
     push: bool,
 ) -> Result<(Option<workspace::SalvageResult>, Option<HeldLease>), SupervisorError> {
-    let salvaged = {
-        let worktree = worktree.to_path_buf();
-        let message = workspace::wip_message(
-            lease.lease.issue,
-            lease.lease.attempt,
-            "the agent stopped to wait for an answer to its question",
-        );
-        tokio::task::spawn_blocking(move || {
-            let opened = workspace::open_worktree(&worktree)?;
-            workspace::salvage_with(&opened, &message, push)
-        })
-        .await
-        .map_err(|error| SupervisorError::Join(error.to_string()))??
-    };
+    let salvaged = save_blocked(worktree, lease.lease.issue, lease.lease.attempt, push).await?;
     let released = match github.release_lease(repo, lease, chrono::Utc::now()).await {
         Ok(released) => Some(released),
         Err(LeaseWriteError::Superseded { .. }) => None,
         Err(error) => return Err(error.into()),
     };
     Ok((salvaged, released))
+}
+
+/// The work of an attempt that stopped on a question, as a WIP commit (pushed when `push`);
+/// `None` when the worktree is clean.
+async fn save_blocked(
+    worktree: &Path,
+    issue: u64,
+    attempt: u32,
+    push: bool,
+) -> Result<Option<workspace::SalvageResult>, SupervisorError> {
+    let worktree = worktree.to_path_buf();
+    let message = workspace::wip_message(
+        issue,
+        attempt,
+        "the agent stopped to wait for an answer to its question",
+    );
+    tokio::task::spawn_blocking(move || {
+        let opened = workspace::open_worktree(&worktree)?;
+        workspace::salvage_with(&opened, &message, push)
+    })
+    .await
+    .map_err(|error| SupervisorError::Join(error.to_string()))?
+    .map_err(SupervisorError::from)
 }
 
 /// After an agent-side command finished the attempt: releases the lease if it is still this
@@ -516,10 +530,11 @@ async fn release_finished(
 }
 
 /// The comment by which the attempt's own agent-side command closed it (`handover`,
-/// `in_review`, `completed` or `failed` of this worker and attempt), when there is one: the
-/// command was killed after posting it and before writing `.crew/finished`. Its author must be
-/// the one who announced the attempt (the `assigned` comment) or have a trusted association, so
-/// a stranger's marker cannot make crew skip a salvage. A salvage's own handover does not count
+/// `in_review`, `completed` or `failed` of this worker and attempt, or a `blocked` no `answered`
+/// of the attempt followed), when there is one: the command was killed after posting it and
+/// before writing `.crew/finished`. Its author must be the one who announced the attempt (the
+/// `assigned` comment) or have a trusted association, so a stranger's marker cannot make crew
+/// skip a salvage. A salvage's own handover does not count
 /// (an interrupted salvage is resumed by its `op`). One request per 100 comments.
 async fn closed_by_agent(
     github: &GitHub,
@@ -543,10 +558,15 @@ async fn closed_by_agent(
         let kind = event.body.kind();
         match kind {
             EventKind::Assigned => announcer = Some(author),
+            // The answer reopens the question's attempt: the agent works on (a live worker).
+            EventKind::Answered if closed.is_some_and(|(_, kind)| kind == EventKind::Blocked) => {
+                closed = None;
+            }
             EventKind::Handover
             | EventKind::InReview
             | EventKind::Completed
             | EventKind::Failed
+            | EventKind::Blocked
                 if event.op != salvage =>
             {
                 let association = comment.author_association.as_deref().unwrap_or("");
@@ -659,8 +679,8 @@ pub struct HandedOver {
     /// Also written to `.crew/handover.json`.
     pub record: HandoverRecord,
     /// The kind of event by which the attempt's own agent-side command had closed it already
-    /// (it was killed before writing `.crew/finished`): then nothing was saved or posted, only
-    /// the lease let go.
+    /// (it was killed before writing `.crew/finished`): then nothing was posted, only the lease
+    /// let go (and, after an unanswered `blocked`, the work saved as WIP).
     pub closed_by: Option<EventKind>,
 }
 
@@ -724,21 +744,27 @@ pub async fn hand_over_abandoned(
         }
     };
 
-    // Its own `done`/`handover`/`fail` may have posted the event and died before writing
-    // `.crew/finished`: then the attempt is over, and there is nothing to save or say — a WIP
-    // commit would land on the pull request's branch, a second handover would end the attempt
-    // twice. Only the lease is left to let go.
+    // Its own `done`/`handover`/`fail`/`blocked` may have posted the event and died before
+    // writing `.crew/finished`: then the attempt is over, and there is nothing to say — a
+    // second handover would end the attempt twice. Nor anything to save, a WIP commit would
+    // land on the pull request's branch; except after a question, which keeps its work as the
+    // marker would have had it kept ([`settle_blocked`]). Only the lease is left to let go.
     if let Some((comment_id, kind)) = closed_by_agent(github, repo, issue, &worker, attempt).await?
     {
+        let salvage = if kind == EventKind::Blocked {
+            save_blocked(&worktree, issue, attempt, push).await?
+        } else {
+            None
+        };
         let (fate, released) = release_held(github, repo, &held).await?;
         let record = record(
             (kind == EventKind::Handover).then_some(comment_id),
-            None,
+            salvage.as_ref().map(|result| result.commit_sha.clone()),
             fate,
         );
         write_handover(&worktree, &record).await?;
         return Ok(HandedOver {
-            salvage: None,
+            salvage,
             lease: released,
             comment_reused: true,
             record,

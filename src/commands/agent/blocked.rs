@@ -6,12 +6,20 @@
 //! lease without a handover, and `crew answer` then starts the next attempt with the question and
 //! its answer. An agent that instead waits for the answer (`crew wait --for answered`) keeps the
 //! lease; its next agent-side command clears the marker.
+//!
+//! Killed between the comment and the marker (crash point `blocked:comment`, see
+//! [`crate::fault`]), the supervisor finds no marker when the session ends; it looks for the
+//! attempt's own closing event first, finds the unanswered `blocked`, and settles the attempt as
+//! it would with the marker: the work saved, the lease released, no salvage `handover`. An agent
+//! that instead asks again finds its first comment: the op stays pending (`.crew/pending-blocked`)
+//! until the command is through, not only until the post.
 
 use clap::Args;
 
 use super::{AgentView, Worker, print};
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::protocol::{EventBody, State};
 
 /// Ask a maintainer one specific question you cannot go on without, then end your session
@@ -38,9 +46,12 @@ pub async fn run(ctx: &Ctx, args: &BlockedArgs) -> Result<(), CrewError> {
     let (op, mode) = worker.pending_op("blocked", &text)?;
     let event = worker.event(op, EventBody::Blocked { question: text });
     let posted = worker.post(&github, &event, mode).await?;
-    worker.posted_pending("blocked");
+    crashpoint("blocked:comment");
     worker.mark_finished("blocked")?;
     worker.mirror(ctx, &github, State::Blocked).await;
+    // Only now: a run killed before this point left the op pending, so the agent's re-run with
+    // the same question finds the first comment instead of asking twice.
+    worker.posted_pending("blocked");
     let view = AgentView::new(&worker).posted("blocked", &posted);
     print(
         ctx,

@@ -5,12 +5,18 @@
 //! failure sees what was tried; then the `failed` event, `.crew/finished`, and the lease is
 //! released. One failure per attempt: the op is derived from the attempt, so a re-run after a
 //! crash finds the comment already posted.
+//!
+//! Killed after the comment (crash points `fail:comment`, `fail:finished`, see
+//! [`crate::fault`]), it converges without a re-run: the supervisor finds the attempt's own
+//! `failed` (no marker) or the marker, posts nothing more, and releases the lease this command
+//! did not get to; the next `crew loop` then retries the issue or leaves it to a human.
 
 use clap::Args;
 
 use super::{AgentView, Worker, print, short};
 use crate::context::Ctx;
 use crate::error::CrewError;
+use crate::fault::crashpoint;
 use crate::github::PostMode;
 use crate::protocol::{EventBody, State};
 
@@ -50,8 +56,10 @@ pub async fn run(ctx: &Ctx, args: &FailArgs) -> Result<(), CrewError> {
         EventBody::Failed { reason },
     );
     let posted = worker.post(&github, &event, PostMode::Resume).await?;
+    crashpoint("fail:comment");
     worker.mirror(ctx, &github, State::Failed).await;
     worker.mark_finished("failed")?;
+    crashpoint("fail:finished");
     let released = worker.release(ctx, &github, &held).await?;
     let view = AgentView {
         head_sha: Some(saved.head_sha.clone()),
