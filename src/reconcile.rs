@@ -765,15 +765,25 @@ pub struct LeaseLine {
     pub action: &'static str,
     /// The handover posted because the attempt's `assigned` comment was already out.
     pub handover_comment: Option<u64>,
+    /// The issue's events show the attempt over (the lease outlived a killed command).
+    pub ended: bool,
     pub reason: String,
 }
 
-/// Live leases of this host's *local* workers that no worker here holds, no dispatch is placing
-/// and no worktree records: dispatches killed after taking the lease (and perhaps posting the
-/// `assigned` comment) but before their worktree existed. Each is released — after a handover
-/// when the comment was out — so no issue stays claimed by nobody until the lease expires.
-/// Actions workers are skipped: they never have a local trace. `crew gc` and every fill cycle
-/// call this; with `dry_run` it only reports.
+/// Live leases of this host's *local* workers that nothing here will ever renew or release:
+///
+/// - leases no worker here holds, no dispatch is placing and no worktree records: dispatches
+///   killed after taking the lease (and perhaps posting the `assigned` comment) but before
+///   their worktree existed — released after a handover when the comment was out;
+/// - leases of a settled worker (no supervisor, no agent, no dispatch) whose attempt the issue's
+///   events show ended (`in_review`, `handover`, `cancelled`, …): a command killed between its
+///   event and its release (`crew cancel`, `crew done`) — released, with nothing posted.
+///
+/// So no issue stays claimed by nobody until the lease expires. A settled worker whose attempt
+/// has *not* ended keeps its lease (a `crew cancel` killed before its comment: releasing it
+/// would let the next cycle start a new attempt on an issue being cancelled; running the cancel
+/// again finishes it). Actions workers are skipped: they never have a local trace. `crew gc`
+/// and every fill cycle call this; with `dry_run` it only reports.
 pub async fn abandoned_leases(
     ctx: &Ctx,
     observed: &Observed,
@@ -781,6 +791,35 @@ pub async fn abandoned_leases(
     dry_run: bool,
 ) -> Vec<LeaseLine> {
     let mut leases = Vec::new();
+    for (lease, ended) in abandoned(ctx, observed, workers) {
+        leases.push(abandoned_lease(ctx, observed, lease, ended, dry_run).await);
+    }
+    leases
+}
+
+/// [`abandoned_leases`] of attempts that have ended only, released: what a fill cycle settles
+/// itself (the others, dispatches that died, it resumes as the same attempt).
+pub async fn release_ended_leases(
+    ctx: &Ctx,
+    observed: &Observed,
+    workers: &[LocalWorker],
+) -> Vec<LeaseLine> {
+    let mut leases = Vec::new();
+    for (lease, ended) in abandoned(ctx, observed, workers) {
+        if ended {
+            leases.push(abandoned_lease(ctx, observed, lease, ended, false).await);
+        }
+    }
+    leases
+}
+
+/// The leases [`abandoned_leases`] describes, each with whether its attempt has ended.
+fn abandoned<'a>(
+    ctx: &Ctx,
+    observed: &'a Observed,
+    workers: &[LocalWorker],
+) -> Vec<(&'a crate::protocol::lease::Lease, bool)> {
+    let mut found = Vec::new();
     for observed_lease in &observed.leases {
         let Ok(lease) = &observed_lease.lease else {
             continue;
@@ -788,13 +827,30 @@ pub async fn abandoned_leases(
         let ours_and_live = lease.host == ctx.settings.host
             && lease.runtime == "local"
             && lease.status(observed.now) == crate::protocol::lease::LeaseStatus::Live;
-        let known = workers.iter().any(|local| local.worker == lease.worker);
-        if !ours_and_live || known || dispatching(ctx, lease.issue) {
+        let local = workers.iter().find(|local| local.worker == lease.worker);
+        let ended = local.is_some_and(|local| {
+            local.decision == Decision::Settled && attempt_ended(observed, lease)
+        });
+        if !ours_and_live || (local.is_some() && !ended) || dispatching(ctx, lease.issue) {
             continue;
         }
-        leases.push(abandoned_lease(ctx, observed, lease, dry_run).await);
+        found.push((lease, ended));
     }
-    leases
+    found
+}
+
+/// Whether the issue's events show `lease`'s attempt over: a later attempt announced, or this
+/// one in a state no running worker is in.
+fn attempt_ended(observed: &Observed, lease: &crate::protocol::lease::Lease) -> bool {
+    observed.issue(lease.issue).is_some_and(|issue| {
+        let attempt = issue.state.attempt.unwrap_or(0);
+        attempt > u64::from(lease.attempt)
+            || (attempt == u64::from(lease.attempt)
+                && !matches!(
+                    issue.state.state,
+                    State::Unassigned | State::Assigned | State::Working
+                ))
+    })
 }
 
 /// Whether a `crew dispatch` of `issue` runs on this clone right now (it holds the dispatch lock).
@@ -812,21 +868,28 @@ async fn abandoned_lease(
     ctx: &Ctx,
     observed: &Observed,
     lease: &crate::protocol::lease::Lease,
+    ended: bool,
     dry_run: bool,
 ) -> LeaseLine {
-    let announced = observed.issue(lease.issue).is_some_and(|issue| {
-        issue.state.worker.as_deref() == Some(lease.worker.as_str())
-            && issue.state.attempt == Some(u64::from(lease.attempt))
-            && issue.state.state == State::Assigned
-    });
+    let announced = !ended
+        && observed.issue(lease.issue).is_some_and(|issue| {
+            issue.state.worker.as_deref() == Some(lease.worker.as_str())
+                && issue.state.attempt == Some(u64::from(lease.attempt))
+                && issue.state.state == State::Assigned
+        });
     let mut line = LeaseLine {
         issue: lease.issue,
         worker: lease.worker.clone(),
         attempt: lease.attempt,
         action: "would_release",
         handover_comment: None,
-        reason: "held by this host, but no worktree, process or dispatch of its worker is here"
-            .to_owned(),
+        ended,
+        reason: if ended {
+            "held by this host for an attempt that has ended, and nothing here runs it"
+        } else {
+            "held by this host, but no worktree, process or dispatch of its worker is here"
+        }
+        .to_owned(),
     };
     if dry_run {
         return line;

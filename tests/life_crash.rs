@@ -866,18 +866,22 @@ async fn a_killed_cancel_meets_gc_before_it_is_run_again() -> TestResult {
         !worktree_of(&sandbox, 3).exists(),
         "#3 is cancelled: gc removes it"
     );
+    // #3's attempt has ended (`cancelled` is out) and nothing runs it: gc let go of its lease
+    // too. #1's cancel has not reached GitHub, so its lease is kept.
+    assert_eq!(lease_of(&sandbox, 3).await?, Some(LeaseState::Released));
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Held));
 
-    for issue in [1_u64, 3] {
-        let again = sandbox
-            .crew(&["cancel", &issue.to_string(), "--json"])
-            .await?;
-        let (stdout, stderr) = text(&again);
-        assert!(again.status.success(), "#{issue}: {stdout}\n{stderr}");
-        let view: Value = serde_json::from_str(&stdout)?;
-        assert_eq!(view["lease"], "released", "#{issue}: {view}");
-        // #3's comment was posted by the killed run: this one posts nothing.
-        assert_eq!(view["comment_id"].is_null(), issue == 3, "#{issue}: {view}");
-    }
+    let again = sandbox.crew(&["cancel", "1", "--json"]).await?;
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "#1: {stdout}\n{stderr}");
+    let view: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(view["lease"], "released", "#1: {view}");
+    assert!(!view["comment_id"].is_null(), "#1: {view}");
+    // Nothing is left of #3's cancel to finish.
+    let again = sandbox.crew(&["cancel", "3"]).await?;
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(1), "#3: {stderr}");
+    assert!(stderr.contains("already cancelled"), "#3: {stderr}");
     let gc = sandbox.crew(&["gc"]).await?;
     assert!(gc.status.success(), "{:?}", text(&gc));
     for issue in [1_u64, 3] {
@@ -936,5 +940,43 @@ async fn a_question_answered_to_a_live_worker_no_longer_closes_its_attempt() -> 
     crew_ok(&sandbox, &["approve", "1"]).await?;
     crew_ok(&sandbox, &["merge", "1"]).await?;
     assert_converged(&sandbox, 1, "answered, then salvaged").await?;
+    no_processes(&sandbox).await
+}
+
+/// A cancel killed after its comment leaves a lease no process renews or releases. The next
+/// fill cycle lets go of it (its attempt has ended on GitHub), so its slot is free and a
+/// `crew loop --until-idle` ends, without starting anything on the cancelled issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_outlived_its_cancel_is_released_by_the_next_fill() -> TestResult {
+    let sandbox = sandbox_of(UNTIL_CANCELLED, &[1]).await?;
+    crew_ok(&sandbox, &["dispatch", "1"]).await?;
+    running(&worktree_of(&sandbox, 1), "wip.txt").await?;
+    let killed = crew_env(
+        &sandbox,
+        &["cancel", "1"],
+        &[("CREW_FAULT_KILL_AFTER", "cancel:comment")],
+    )
+    .await?;
+    assert!(killed.is_none(), "not killed");
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Held));
+
+    let looped = sandbox
+        .crew(&["loop", "--interval", "100ms", "--until-idle"])
+        .await?;
+    let (stdout, stderr) = text(&looped);
+    assert!(looped.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("released the lease of attempt 1"),
+        "{stderr}"
+    );
+    assert_eq!(lease_of(&sandbox, 1).await?, Some(LeaseState::Released));
+    assert_eq!(
+        kinds(&events(&sandbox, 1).await?),
+        ["assigned", "cancelled"]
+    );
+
+    let gc = sandbox.crew(&["gc"]).await?;
+    assert!(gc.status.success(), "{:?}", text(&gc));
+    assert_cancelled(&sandbox, 1, "cancel:comment, then a loop").await?;
     no_processes(&sandbox).await
 }

@@ -79,14 +79,26 @@ pub async fn fill(ctx: &Ctx, max: Option<u32>, dry_run: bool) -> Result<FillView
             crate::reconcile::abandoned_leases(ctx, &observation.observed, &known, true)
                 .await
                 .into_iter()
+                .filter(|lease| !lease.ended)
                 .map(|lease| lease.issue),
         );
+        // Leases that outlived their attempt (a command killed between its event and its
+        // release): let go of, so the slot is free and `loop --until-idle` can end.
+        let released =
+            crate::reconcile::release_ended_leases(ctx, &observation.observed, &known).await;
+        for line in &released {
+            ctx.printer.status(format_args!(
+                "#{}: {} the lease of attempt {} ({})",
+                line.issue, line.action, line.attempt, line.reason
+            ));
+        }
+        let released = released.iter().any(|line| line.action == "released");
         issues.sort_unstable();
         issues.dedup();
         for issue in issues {
             resumed.push(schedule::resume(ctx, &observation.observed, issue).await);
         }
-        if resumed.is_empty() {
+        if resumed.is_empty() && !released {
             observation
         } else {
             schedule::observe_world(ctx).await?
