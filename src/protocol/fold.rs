@@ -494,7 +494,10 @@ impl Fold {
                 worktree,
             } => Event {
                 issue: state.issue,
-                attempt: current + 1,
+                // Saturating: after a (trusted, hand-written) attempt u64::MAX there is no next
+                // number; the assignment then repeats the current attempt and `admit` ignores it
+                // as an illegal transition instead of overflowing (fuzz/regressions/fold/).
+                attempt: current.saturating_add(1),
                 worker: worker_id,
                 op,
                 at: assigned_at,

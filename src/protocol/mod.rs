@@ -13,9 +13,11 @@
 //! - [`fold`](mod@fold): the state machine of DESIGN.md 2.3, folded incrementally with fencing by attempt.
 //! - [`lease`]: the lease JSON and its liveness (DESIGN.md 2.2); the fold takes only the lease's
 //!   attempt, so the two meet in one number.
+//! - [`fuzz_regressions`]: the properties `fuzz/` checks, and a test replaying every crash it found.
 
 pub mod event;
 pub mod fold;
+pub mod fuzz_regressions;
 pub mod lease;
 pub mod marker;
 pub mod trust;
