@@ -258,22 +258,27 @@ impl Worker {
     }
 
     /// The op and post mode for a `kind` event that is a new fact each time (`progress`,
-    /// `blocked`), made safe to re-run: `.crew/pending-<kind>` holds the op and text of the
-    /// last such post not known to have landed. A run with the same text after a failed one
+    /// `blocked`), made safe to re-run: `.crew/pending-<kind>` holds the op, the attempt and
+    /// the text of the last such post not known to have landed. A run with the same text after a failed one
     /// (exit 3: the comment may or may not be on GitHub) reuses that op and resumes, so it finds
     /// the first comment instead of posting a second; any other run gets a fresh op. Call
     /// [`Worker::posted_pending`] once the post succeeded.
     pub fn pending_op(&self, kind: &str, text: &str) -> Result<(String, PostMode), CrewError> {
         let path = self.pending_path(kind);
+        // Only this attempt's own post: a later attempt in the same worktree asking the same
+        // question is a new fact, not a re-run.
+        let owner = format!("{} {}", self.context.worker, self.context.attempt);
         if let Ok(stored) = std::fs::read_to_string(&path)
-            && let Some((op, stored_text)) = stored.split_once('\n')
+            && let Some((op, rest)) = stored.split_once('\n')
+            && let Some((stored_owner, stored_text)) = rest.split_once('\n')
+            && stored_owner == owner
             && stored_text == text
             && !op.is_empty()
         {
             return Ok((op.to_owned(), PostMode::Resume));
         }
         let op = new_op_id();
-        std::fs::write(&path, format!("{op}\n{text}")).map_err(|source| {
+        std::fs::write(&path, format!("{op}\n{owner}\n{text}")).map_err(|source| {
             CrewError::from(workspace::WorkspaceError::Io {
                 path: path.clone(),
                 source,
@@ -534,6 +539,58 @@ pub fn short(sha: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker_at(worktree: &Path, attempt: u32) -> Worker {
+        Worker {
+            worktree: worktree.to_path_buf(),
+            context: WorkerContext {
+                issue: 7,
+                attempt,
+                worker: format!("laptop-{attempt}"),
+                branch: Some("feature/7-x".to_owned()),
+                base: "main".to_owned(),
+                repo: "acme/widgets".to_owned(),
+                api_url: "http://127.0.0.1:1/".to_owned(),
+                profile: "code".to_owned(),
+            },
+            repo: "acme/widgets".parse().expect("a slug"),
+            api_url: url::Url::parse("http://127.0.0.1:1/").expect("a url"),
+            prefix: "refs/crew/leases/".to_owned(),
+            push: true,
+            token: true,
+            agent: None,
+            renew_every: Duration::from_secs(60),
+            ttl: chrono::TimeDelta::minutes(30),
+        }
+    }
+
+    #[test]
+    fn a_pending_post_is_resumed_only_by_its_own_attempt_with_the_same_text()
+    -> Result<(), CrewError> {
+        let dir = tempfile::tempdir().map_err(CrewError::internal)?;
+        std::fs::create_dir_all(dir.path().join(CREW_DIR)).map_err(CrewError::internal)?;
+        let first = worker_at(dir.path(), 1);
+        let (op, mode) = first.pending_op("blocked", "Which colour?")?;
+        assert_eq!(mode, PostMode::FirstTry);
+        // The run failed; its re-run with the same question resumes the same op.
+        assert_eq!(
+            first.pending_op("blocked", "Which colour?")?,
+            (op.clone(), PostMode::Resume)
+        );
+        // Another question, or the same one from the next attempt, is a new post.
+        let (other, mode) = first.pending_op("blocked", "Which size?")?;
+        assert_ne!(other, op);
+        assert_eq!(mode, PostMode::FirstTry);
+        let (next, mode) = worker_at(dir.path(), 2).pending_op("blocked", "Which size?")?;
+        assert_ne!(next, other);
+        assert_eq!(mode, PostMode::FirstTry);
+        // Once posted, nothing is pending.
+        first.posted_pending("blocked");
+        let (fresh, mode) = first.pending_op("blocked", "Which size?")?;
+        assert_ne!(fresh, next);
+        assert_eq!(mode, PostMode::FirstTry);
+        Ok(())
+    }
 
     #[test]
     fn op_ids_are_unique_and_shas_shorten() {
