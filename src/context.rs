@@ -90,8 +90,7 @@ impl Ctx {
     pub async fn github(&self) -> Result<&GitHub, CrewError> {
         self.github
             .get_or_try_init(|| async {
-                let token = self.settings.token().map(|token| token.secret.clone());
-                let config = GitHubConfig::new(self.settings.api_url.clone(), token);
+                let config = GitHubConfig::from_settings(&self.settings);
                 let cache = match self.settings.repo {
                     Some(_) => Some(self.cache().await?.clone()),
                     None => None,

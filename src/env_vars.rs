@@ -23,6 +23,11 @@ pub const CREW_CACHE_DIR: &str = "CREW_CACHE_DIR";
 /// Log filter in `tracing_subscriber::EnvFilter` syntax; overrides what `-v`/`-q` select.
 pub const CREW_LOG: &str = "CREW_LOG";
 
+/// How long one request to GitHub may take before crew gives up on it (`60s` by default; a
+/// duration such as `30s` or `2m`). A write whose answer timed out is checked before it is sent
+/// again, like one whose connection dropped.
+pub const CREW_HTTP_TIMEOUT: &str = "CREW_HTTP_TIMEOUT";
+
 /// Fault injection for crash-recovery tests only: `crew dispatch` kills itself with SIGKILL
 /// right after the step this names (`lease`, `assigned`, `board`, `worktree`, `context`,
 /// `prompt`, `spec`, `spawn`). Not listed in [`ALL`]: it is not a setting.
@@ -55,6 +60,7 @@ pub const ALL: &[&str] = &[
     CREW_HOST,
     CREW_CACHE_DIR,
     CREW_LOG,
+    CREW_HTTP_TIMEOUT,
     XDG_CACHE_HOME,
     HOME,
     NO_COLOR,

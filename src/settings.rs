@@ -38,6 +38,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../templates/crew.toml");
 /// The settings file's name, at the repository root or under `.github/`.
 pub const CONFIG_FILE_NAME: &str = "crew.toml";
 
+/// How long one request to GitHub may take when `CREW_HTTP_TIMEOUT` is unset.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The API base when `CREW_API_URL` is unset.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
@@ -1139,6 +1142,8 @@ pub struct Settings {
     pub api_url: Url,
     /// This machine's name in leases.
     pub host: String,
+    /// How long one request to GitHub may take (`CREW_HTTP_TIMEOUT`, default 60 s).
+    pub http_timeout: Duration,
     /// `--json`: commands print view structs as JSON on stdout.
     pub json: bool,
     /// `$CREW_CACHE_DIR`, `$XDG_CACHE_HOME`, `$HOME`, for the cache location.
@@ -1219,6 +1224,14 @@ impl Settings {
             (None, None) => machine_hostname(),
         };
 
+        let http_timeout = match env.get(env_vars::CREW_HTTP_TIMEOUT) {
+            None => DEFAULT_HTTP_TIMEOUT,
+            Some(text) => parse_duration(text).map_err(|message| SettingsError::Environment {
+                name: env_vars::CREW_HTTP_TIMEOUT,
+                message,
+            })?,
+        };
+
         let gh_hostname = env.gh_cli.then(|| match api_url.host_str() {
             Some("api.github.com") | None => "github.com".to_owned(),
             Some(host) => host.to_owned(),
@@ -1232,6 +1245,7 @@ impl Settings {
             repo_source,
             api_url,
             host,
+            http_timeout,
             json: flags.json,
             crew_cache_dir: env.path(env_vars::CREW_CACHE_DIR),
             xdg_cache_home: env.path(env_vars::XDG_CACHE_HOME),

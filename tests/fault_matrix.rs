@@ -1,6 +1,7 @@
 //! The fault matrix of a dispatch (issue 8): for each GitHub operation `crew dispatch` performs (7),
 //! inject a 502, a 504 (GitHub's gateway timeout), a secondary rate limit with `retry-after`,
-//! and "the write was applied but its response was lost"; then primary-limit exhaustion. Each
+//! "the write was applied but its response was lost", and "applied, but answered after the
+//! client's timeout"; then primary-limit exhaustion. Each
 //! case must end with the operation done exactly once (one lease at attempt 1, one `assigned`
 //! comment, the label once) — at once, or after one more `crew dispatch` when the first exited
 //! 3 — and never with a duplicate or a half-done state the next run cannot finish. The test
@@ -38,6 +39,30 @@ fn faults() -> Vec<(&'static str, Value)> {
             json!({"fault": "drop_after_write", "times": 1}),
         ),
     ]
+}
+
+/// GitHub applying a write but answering only after the client gave up: the emulator holds the
+/// response for 4 s, and the commands of that case run with `CREW_HTTP_TIMEOUT=1s`
+/// ([`crew_in_case`]).
+fn timeout() -> (&'static str, Value) {
+    (
+        "timeout",
+        json!({"fault": "stall", "stall_ms": 4000, "times": 1}),
+    )
+}
+
+/// `crew ARGS` for the case named `name`: with a 1 s request timeout for the `timeout` case
+/// (inherited by the supervisor and the agent a dispatch starts).
+async fn crew_in_case(
+    sandbox: &Sandbox,
+    name: &str,
+    args: &[&str],
+) -> TestResult<std::process::Output> {
+    let mut command = sandbox.command(args);
+    if name == "timeout" {
+        command.env("CREW_HTTP_TIMEOUT", "1s");
+    }
+    Ok(tokio::process::Command::from(command).output().await?)
 }
 
 /// Open issues #10.. for the cases (the sandbox's own #1..#9 stay as they are).
@@ -84,12 +109,12 @@ async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestRes
     let mut issue = 10_u64;
     let mut table = Vec::new();
     for route in ROUTES {
-        for (name, fault) in faults() {
+        for (name, fault) in faults().into_iter().chain([timeout()]) {
             let mut rule = fault.clone();
             rule["route"] = json!(route);
             control.faults(json!([rule])).await?;
             let number = issue.to_string();
-            let first = sandbox.crew(&["dispatch", &number]).await?;
+            let first = crew_in_case(&sandbox, name, &["dispatch", &number]).await?;
             // The fault fired (a consumed rule is removed).
             let left = control.get("/_emulator/faults").await?;
             assert_eq!(
@@ -102,7 +127,7 @@ async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestRes
                 Some(0) => "done".to_owned(),
                 Some(3) => {
                     // A clear "GitHub failed" exit: the next run must finish the job.
-                    let second = sandbox.crew(&["dispatch", &number]).await?;
+                    let second = crew_in_case(&sandbox, name, &["dispatch", &number]).await?;
                     assert_eq!(
                         second.status.code(),
                         Some(0),
@@ -194,12 +219,12 @@ async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestR
     let mut issue = 10_u64;
     let mut table = Vec::new();
     for route in LIFE_ROUTES {
-        for (name, fault) in faults() {
+        for (name, fault) in faults().into_iter().chain([timeout()]) {
             let number = issue.to_string();
             let mut rule = fault.clone();
             rule["route"] = json!(route);
             control.faults(json!([rule])).await?;
-            let dispatched = sandbox.crew(&["dispatch", &number]).await?;
+            let dispatched = crew_in_case(&sandbox, name, &["dispatch", &number]).await?;
             assert!(dispatched.status.success(), "{:?}", text(&dispatched));
             let mut seen = Vec::new();
             for _ in 0..200 {
@@ -223,13 +248,13 @@ async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestR
                 }
                 return Err(format!("{route} / {name}: the agent's done: {seen:?}\n{text}").into());
             }
-            let approved = sandbox.crew(&["approve", &number]).await?;
+            let approved = crew_in_case(&sandbox, name, &["approve", &number]).await?;
             assert!(approved.status.success(), "{:?}", text(&approved));
-            let merged = sandbox.crew(&["merge", &number]).await?;
+            let merged = crew_in_case(&sandbox, name, &["merge", &number]).await?;
             let outcome = match merged.status.code() {
                 Some(0) => "done",
                 Some(3) => {
-                    let again = sandbox.crew(&["merge", &number]).await?;
+                    let again = crew_in_case(&sandbox, name, &["merge", &number]).await?;
                     assert!(
                         again.status.success(),
                         "{route} / {name}: {:?}",
@@ -1096,4 +1121,42 @@ async fn fill_dry_run_sync_reads_survive_every_fault_and_leave_the_cache_right()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_dry_run_lease_reads_survive_every_fault_and_leave_the_cache_right() -> TestResult {
     reads_survive_every_fault(&FILL_DRY_RUN, LEASE_ROUTES, plan_sees).await
+}
+
+/// `CREW_HTTP_TIMEOUT` is honoured: a read GitHub holds past it is given up and sent again (two
+/// requests on the route, the answer the same as without the fault); a value that is not a
+/// duration is refused naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_past_crew_http_timeout_is_given_up_and_retried() -> TestResult {
+    let sandbox = Sandbox::new("sleep 30").await?;
+    let control = Control::new(&sandbox.emulator)?;
+    let route = "GET /repos/{owner}/{repo}/issues";
+    let expected = sandbox.crew(&["status", "--json"]).await?;
+    assert!(expected.status.success(), "{:?}", text(&expected));
+
+    // A fresh cache, so the list is read in full again.
+    let cache = sandbox.dir.path().join("cache");
+    std::fs::remove_dir_all(&cache)?;
+    control.reset_stats().await?;
+    let (_, timeout) = timeout();
+    let mut rule = timeout;
+    rule["route"] = json!(route);
+    control.faults(json!([rule])).await?;
+    let held = crew_in_case(&sandbox, "timeout", &["status", "--json"]).await?;
+    let (stdout, stderr) = text(&held);
+    assert!(held.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, text(&expected).0);
+    assert_eq!(
+        control.requests(route).await?,
+        2,
+        "the held request was not given up after CREW_HTTP_TIMEOUT"
+    );
+
+    let mut command = sandbox.command(&["status"]);
+    command.env("CREW_HTTP_TIMEOUT", "soon");
+    let refused = tokio::process::Command::from(command).output().await?;
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CREW_HTTP_TIMEOUT"), "{stderr}");
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Fault injection: latency, errors per route, secondary rate limits, and writes whose response
-//! is dropped after they were applied (to test that clients never apply a write twice).
+//! is dropped, or held past the client's timeout, after they were applied (to test that clients
+//! never apply a write twice).
 //!
 //! Rules are deterministic by default (`times`: the next N matching requests); `rate` adds a
 //! seeded probability so a test run can be replayed.
@@ -47,6 +48,9 @@ pub struct FaultRule {
     /// this name (see the module docs); every request on `route` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// How long `stall` holds the response (default 30,000 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,6 +62,9 @@ pub enum FaultKind {
     SecondaryLimit,
     /// Handle the request (the write is applied), then drop the connection without a response.
     DropAfterWrite,
+    /// Handle the request (the write is applied), then hold the response for `stall_ms`: a
+    /// gateway that hangs, which the client sees as its own read timeout.
+    Stall,
 }
 
 impl FaultRule {
@@ -182,6 +189,7 @@ mod tests {
             times,
             rate,
             operation: None,
+            stall_ms: None,
         }
     }
 

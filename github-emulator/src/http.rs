@@ -423,6 +423,7 @@ pub async fn github_layer(
         (fault, limited)
     };
     let mut drop_after = false;
+    let mut stall = None;
     if let Some(rule) = &fault {
         match rule.fault {
             FaultKind::Error => {
@@ -449,6 +450,11 @@ pub async fn github_layer(
                 return finish(&shared, login.as_deref(), resource, error.into_response());
             }
             FaultKind::DropAfterWrite => drop_after = true,
+            FaultKind::Stall => {
+                stall = Some(std::time::Duration::from_millis(
+                    rule.stall_ms.unwrap_or(30_000),
+                ));
+            }
         }
     }
     if limited {
@@ -550,6 +556,10 @@ pub async fn github_layer(
         // hyper close the socket without a response (resume_unwind skips the panic hook, so
         // nothing is printed).
         std::panic::resume_unwind(Box::new("github-emulator: response dropped after write"));
+    }
+    if let Some(stall) = stall {
+        // The write happened; the answer comes too late for any client still waiting.
+        tokio::time::sleep(stall).await;
     }
     let response = Response::from_parts(parts, Body::from(body_bytes));
     finish(&shared, login.as_deref(), resource, response)

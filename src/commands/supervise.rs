@@ -77,7 +77,10 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     let api_url = url::Url::parse(&context.api_url)
         .map_err(|error| CrewError::user(format!("bad api_url in context.json: {error}")))?;
     let token = ctx.settings.token().map(|token| token.secret.clone());
-    let github = GitHub::new(GitHubConfig::new(api_url, token.clone()), None)?;
+    let github = GitHub::new(
+        GitHubConfig::new(api_url, token.clone()).with_timeout(ctx.settings.http_timeout),
+        None,
+    )?;
     let config = SupervisorConfig {
         worktree: worktree.clone(),
         invocation: spec.invocation.to_invocation(token.as_ref()),

@@ -123,6 +123,15 @@ impl GitHubConfig {
             settings.api_url.clone(),
             settings.token().map(|token| token.secret.clone()),
         )
+        .with_timeout(settings.http_timeout)
+    }
+
+    /// Gives up on a request after `timeout` (`CREW_HTTP_TIMEOUT`): reading or writing it, or
+    /// connecting, whichever is shorter for the connect.
+    pub fn with_timeout(mut self, timeout: Duration) -> GitHubConfig {
+        self.read_timeout = timeout;
+        self.connect_timeout = self.connect_timeout.min(timeout);
+        self
     }
 
     pub fn new(api_url: url::Url, token: Option<Secret>) -> GitHubConfig {

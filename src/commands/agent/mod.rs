@@ -84,6 +84,8 @@ pub struct Worker {
     pub agent: Option<String>,
     pub renew_every: Duration,
     pub ttl: chrono::TimeDelta,
+    /// How long one request to GitHub may take (`CREW_HTTP_TIMEOUT`).
+    pub http_timeout: Duration,
 }
 
 impl Worker {
@@ -159,6 +161,7 @@ impl Worker {
             agent: spec.map(|spec| spec.invocation.agent),
             renew_every,
             ttl,
+            http_timeout: ctx.settings.http_timeout,
             context,
         })
     }
@@ -184,7 +187,7 @@ impl Worker {
             });
         };
         Ok(GitHub::new(
-            GitHubConfig::new(self.api_url.clone(), Some(secret)),
+            GitHubConfig::new(self.api_url.clone(), Some(secret)).with_timeout(self.http_timeout),
             None,
         )?)
     }
@@ -561,6 +564,7 @@ mod tests {
             agent: None,
             renew_every: Duration::from_secs(60),
             ttl: chrono::TimeDelta::minutes(30),
+            http_timeout: Duration::from_secs(60),
         }
     }
 
