@@ -65,6 +65,31 @@ async fn crew_in_case(
     Ok(tokio::process::Command::from(command).output().await?)
 }
 
+/// What a case's first run of `args` came to: done, or a clear "GitHub failed" exit 3 whose
+/// rerun (the same command) must finish the job.
+async fn done_or_rerun(
+    sandbox: &Sandbox,
+    name: &str,
+    args: &[&str],
+    first: &std::process::Output,
+    label: &str,
+) -> TestResult<String> {
+    match first.status.code() {
+        Some(0) => Ok("done".to_owned()),
+        Some(3) => {
+            let second = crew_in_case(sandbox, name, args).await?;
+            assert_eq!(
+                second.status.code(),
+                Some(0),
+                "{label} / {name}: the rerun failed: {:?}",
+                text(&second)
+            );
+            Ok("exit 3, rerun done".to_owned())
+        }
+        other => Err(format!("{label} / {name}: exit {other:?}: {:?}", text(first)).into()),
+    }
+}
+
 /// Open issues #10.. for the cases (the sandbox's own #1..#9 stay as they are).
 fn many(world: &mut World) {
     if let Some(repo) = world.repos.first_mut() {
@@ -123,25 +148,8 @@ async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestRes
                 "{route} / {name}: the fault never fired"
             );
             control.clear_faults().await?;
-            let outcome = match first.status.code() {
-                Some(0) => "done".to_owned(),
-                Some(3) => {
-                    // A clear "GitHub failed" exit: the next run must finish the job.
-                    let second = crew_in_case(&sandbox, name, &["dispatch", &number]).await?;
-                    assert_eq!(
-                        second.status.code(),
-                        Some(0),
-                        "{route} / {name}: the rerun failed: {:?}",
-                        text(&second)
-                    );
-                    "exit 3, rerun done".to_owned()
-                }
-                other => {
-                    return Err(
-                        format!("{route} / {name}: exit {other:?}: {:?}", text(&first)).into(),
-                    );
-                }
-            };
+            let outcome =
+                done_or_rerun(&sandbox, name, &["dispatch", &number], &first, route).await?;
             let (leases, assigned, labels) = effects(&sandbox, issue).await?;
             assert_eq!(leases, vec![1], "{route} / {name}: leases");
             assert_eq!(assigned, 1, "{route} / {name}: assigned comments");
@@ -648,22 +656,7 @@ async fn every_board_operation_of_a_dispatch_survives_every_fault_exactly_once()
                     assert_eq!(view["board_fixed"], json!([issue]), "{label} / {name}");
                     "dispatch warned; next fill fixed it".to_owned()
                 }
-                Some(0) => "done".to_owned(),
-                Some(3) => {
-                    let second = sandbox.crew(&["dispatch", &number]).await?;
-                    assert_eq!(
-                        second.status.code(),
-                        Some(0),
-                        "{label} / {name}: the rerun failed: {:?}",
-                        text(&second)
-                    );
-                    "exit 3, rerun done".to_owned()
-                }
-                other => {
-                    return Err(
-                        format!("{label} / {name}: exit {other:?}: {:?}", text(&first)).into(),
-                    );
-                }
+                _ => done_or_rerun(&sandbox, name, &["dispatch", &number], &first, label).await?,
             };
             let (leases, assigned, _) = effects(&sandbox, issue).await?;
             assert_eq!(leases, vec![1], "{label} / {name}: leases");
