@@ -13,8 +13,8 @@
 //!   the status of issues whose recorded status differs from their folded state
 //!   ([`crate::schedule::repair_board`]); an issue crew never wrote is never touched. The rows
 //!   live in the repository's cache file on this host, opened by the board itself when the
-//!   client has none (a dispatch's client reads without the cache; agent-side commands on this
-//!   host find the same file). A writer elsewhere (a runner of the `actions` runtime) records
+//!   client has none (the maintainer commands' and agent-side commands' clients read without
+//!   the cache, and find the same file this way). A writer elsewhere (a runner of the `actions` runtime) records
 //!   in its own cache; this host's cycle then finds its recorded status behind the folded
 //!   state and writes it once more (one mutation).
 //!
@@ -298,7 +298,8 @@ pub struct Board {
     ids: std::sync::Mutex<Option<BoardIds>>,
     labels: bool,
     /// The repository's cache file, for the board rows when the client has no cache of its own
-    /// (a dispatch reads GitHub without conditional GETs, but its board write must be recorded).
+    /// (a maintainer or agent-side command reads GitHub without it, but its board write must be
+    /// recorded).
     cache_file: Option<std::path::PathBuf>,
     cache: tokio::sync::OnceCell<Option<Cache>>,
 }
