@@ -31,6 +31,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         builder = builder.state_dir(dir);
     }
     let handle = builder.start().await?;
+    // Handlers first: whoever reads the URL below may signal at once, and an uncaught SIGTERM
+    // would kill the emulator without its graceful shutdown (state not saved).
+    let stop = stop_signal();
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{}", handle.base_url())?;
@@ -40,22 +43,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "github-emulator serving {} (tokens: emu-maintainer, emu-bot, emu-outsider in the default world); Ctrl-C stops it",
         handle.base_url()
     );
-    wait_for_signal().await;
+    stop.await;
     handle.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when it is first awaited, so a signal that comes right after is not fatal.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let handlers = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
