@@ -626,8 +626,9 @@ async fn every_board_operation_of_a_dispatch_survives_every_fault_exactly_once()
     let control = Control::new(&sandbox.emulator)?;
     let mut issue = 10_u64;
     let mut table = Vec::new();
-    // Beyond the four one-off faults: the operation failing for good (every retry too).
+    // Beyond the one-off faults: the operation failing for good (every retry too).
     let mut cases = faults();
+    cases.push(timeout());
     cases.push((
         "502 for good",
         json!({"fault": "error", "status": 502, "times": 20}),
@@ -639,7 +640,7 @@ async fn every_board_operation_of_a_dispatch_survives_every_fault_exactly_once()
             rule["operation"] = json!(operation);
             control.faults(json!([rule])).await?;
             let number = issue.to_string();
-            let first = sandbox.crew(&["dispatch", &number]).await?;
+            let first = crew_in_case(&sandbox, name, &["dispatch", &number]).await?;
             let left = control.get("/_emulator/faults").await?;
             assert!(
                 left["rules"].as_array().is_none_or(|rules| rules
@@ -744,7 +745,14 @@ async fn agent_case(
 ) -> TestResult<String> {
     let number = issue.to_string();
     let case = format!("{command} / {rules}");
-    let dispatched = sandbox.crew(&["dispatch", &number]).await?;
+    // The agent inherits the dispatch's environment, its request timeout included.
+    let stalls = rules.to_string().contains("\"stall\"");
+    let dispatched = crew_in_case(
+        sandbox,
+        if stalls { "timeout" } else { "" },
+        &["dispatch", &number],
+    )
+    .await?;
     assert!(dispatched.status.success(), "{:?}", text(&dispatched));
     let crew_dir = sandbox
         .dir
@@ -798,13 +806,14 @@ async fn agent_case(
 
 const COMMENTS: &str = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
 
-/// The faults of an agent-side write on `route`, each a list of rules: the four one-off faults,
+/// The faults of an agent-side write on `route`, each a list of rules: the five one-off faults,
 /// the write failing for good until the agent's rerun, and (on the comments route) the
 /// comment posted but its response lost *and* the look for it failing, so the command cannot
 /// know and exits 3 — the case where only a rerun that finds its own comment avoids a second.
 fn agent_faults(route: &str, with_blind_rerun: bool) -> Vec<(&'static str, Value)> {
     let mut cases: Vec<(&'static str, Value)> = faults()
         .into_iter()
+        .chain([timeout()])
         .map(|(name, mut rule)| {
             rule["route"] = json!(route);
             (name, json!([rule]))
