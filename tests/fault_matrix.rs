@@ -90,6 +90,14 @@ async fn done_or_rerun(
     }
 }
 
+/// Prints a test's part of the matrix as a markdown table (`--nocapture` shows it).
+fn print_matrix(rows: &[String]) {
+    eprintln!(
+        "| operation | fault | outcome |\n|---|---|---|\n{}",
+        rows.join("\n")
+    );
+}
+
 /// Open issues #10.. for the cases (the sandbox's own #1..#9 stay as they are).
 fn many(world: &mut World) {
     if let Some(repo) = world.repos.first_mut() {
@@ -182,10 +190,7 @@ async fn every_dispatch_operation_survives_every_fault_exactly_once() -> TestRes
     table.push("| (every route) | primary limit exhausted | exit 3, nothing written; rerun after reset done |".to_owned());
     let cancel = sandbox.crew(&["cancel", &number]).await?;
     assert!(cancel.status.success(), "{:?}", text(&cancel));
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -319,10 +324,7 @@ async fn the_rest_of_an_issues_life_survives_every_fault_exactly_once() -> TestR
             issue += 1;
         }
     }
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -673,10 +675,7 @@ async fn every_board_operation_of_a_dispatch_survives_every_fault_exactly_once()
             issue += 1;
         }
     }
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -851,10 +850,7 @@ async fn the_agents_progress_and_blocked_survive_every_fault_exactly_once() -> T
             issue += 1;
         }
     }
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -876,10 +872,7 @@ async fn the_agents_progress_and_blocked_rerun_blind_after_a_lost_response_exact
             "| `crew {command}`: {COMMENTS} | {name} | {outcome} |"
         ));
     }
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -907,10 +900,7 @@ async fn the_agents_handover_survives_every_fault_exactly_once() -> TestResult {
             issue += 1;
         }
     }
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
@@ -1079,10 +1069,7 @@ async fn reads_survive_every_fault(
     }
     let cancel = sandbox.crew(&["cancel", "3"]).await?;
     assert!(cancel.status.success(), "{:?}", text(&cancel));
-    eprintln!(
-        "| operation | fault | outcome |\n|---|---|---|\n{}",
-        table.join("\n")
-    );
+    print_matrix(&table);
     Ok(())
 }
 
