@@ -7,6 +7,8 @@ mod measure;
 
 use std::collections::BTreeSet;
 
+// `measure` takes the emulator's control client from here (the bench has its own include).
+use crate::support::Control;
 use crate::support::TestResult;
 use serde_json::Value;
 

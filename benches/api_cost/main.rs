@@ -10,8 +10,15 @@
 //! Without `--bench` (`cargo test --benches` or `--all-targets` runs it that way) it only checks
 //! that it works: 20 issues with 2 comments, no latency, unless the variables say otherwise.
 
+// The emulator's control endpoints, the same client the integration tests use.
+#[allow(dead_code)]
+#[path = "../../tests/support/control.rs"]
+mod control;
 #[path = "measure.rs"]
 mod measure;
+
+// `measure` takes it from its parent: here, and in the test that includes it (`bench_smoke`).
+use control::Control;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -77,6 +77,9 @@ use octocrab::Octocrab;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+// The includer provides it: the bench's `control` module, or the tests' `support`.
+use super::Control;
+
 pub type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const OWNER: &str = "acme";
@@ -308,7 +311,7 @@ impl Bench {
         }
         let emulator = Emulator::builder().start().await?;
         seed_world(&emulator, size)?;
-        let control = Control::new(emulator.base_url())?;
+        let control = Control::at(emulator.base_url())?;
         let url = emulator
             .clone_url(OWNER, NAME)
             .ok_or("the default world has acme/widgets")?;
@@ -485,7 +488,7 @@ impl Bench {
         let started = Instant::now();
         let value = work.await?;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (requests, rate_points, by_route) = self.control.totals().await?;
+        let (requests, rate_points, by_route) = totals(&self.control).await?;
         if std::env::var_os(ROUTES_ENV).is_some() {
             eprintln!("{label}: {requests} requests, {rate_points} points, {ms} ms");
             for (route, count) in by_route {
@@ -715,73 +718,21 @@ fn seed_world(emulator: &EmulatorHandle, size: Size) -> BenchResult {
     })
 }
 
-/// The emulator's `/_emulator/` routes, over HTTP like any client.
-struct Control {
-    octocrab: Octocrab,
-}
-
-impl Control {
-    fn new(base_url: &str) -> BenchResult<Control> {
-        Ok(Control {
-            octocrab: Octocrab::builder().base_uri(base_url)?.build()?,
-        })
-    }
-
-    async fn call(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> BenchResult<Value> {
-        let mut builder = http::Request::builder().method(method.clone()).uri(path);
-        if body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let request = self.octocrab.build_request(builder, body.as_ref())?;
-        let response = self.octocrab.execute(request).await?;
-        let status = response.status();
-        let text = self.octocrab.body_to_string(response).await?;
-        if !status.is_success() {
-            return Err(format!("{method} {path}: {status}: {text}").into());
-        }
-        Ok(if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)?
-        })
-    }
-
-    /// Statistics, faults and rate windows cleared; then `latency_ms` on every API request.
-    async fn reset(&self, latency_ms: u64) -> BenchResult {
-        self.call(http::Method::POST, "/_emulator/reset", None)
-            .await?;
-        self.call(
-            http::Method::POST,
-            "/_emulator/faults",
-            Some(json!({"latency_ms": latency_ms, "rules": []})),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// (requests, rate points, requests by route) since the last reset.
-    async fn totals(&self) -> BenchResult<(u64, u64, Vec<(String, u64)>)> {
-        let stats = self
-            .call(http::Method::GET, "/_emulator/stats", None)
-            .await?;
-        let field = |name: &str| {
-            stats[name]
-                .as_u64()
-                .ok_or(format!("stats lack {name}: {stats}"))
-        };
-        let by_route = stats["by_route"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(route, entry)| (route.clone(), entry["requests"].as_u64().unwrap_or(0)))
-            .collect();
-        Ok((field("requests")?, field("rate_points")?, by_route))
-    }
+/// (requests, rate points, requests by route) since the emulator's last reset.
+async fn totals(control: &Control) -> BenchResult<(u64, u64, Vec<(String, u64)>)> {
+    let stats = control.stats().await?;
+    let field = |name: &str| {
+        stats[name]
+            .as_u64()
+            .ok_or(format!("stats lack {name}: {stats}"))
+    };
+    let by_route = stats["by_route"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(route, entry)| (route.clone(), entry["requests"].as_u64().unwrap_or(0)))
+        .collect();
+    Ok((field("requests")?, field("rate_points")?, by_route))
 }
 
 /// A worker crew started: its issue and the processes `crew` reported.

@@ -6,14 +6,16 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod control;
 pub mod sandbox;
+
+pub use control::Control;
 
 use std::time::Duration;
 
 use crew::cache::Cache;
 use crew::github::{GitHub, GitHubConfig, RetryPolicy, Secret};
 use github_emulator::{Emulator, EmulatorHandle, World};
-use serde_json::{Value, json};
 
 pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -106,106 +108,6 @@ pub fn client_at(base_url: &str, token: &str, cache: Option<Cache>) -> TestResul
     config.connect_timeout = Duration::from_secs(2);
     config.read_timeout = Duration::from_secs(10);
     Ok(GitHub::new(config, cache)?)
-}
-
-/// The emulator's `/_emulator/` endpoints.
-pub struct Control {
-    octocrab: octocrab::Octocrab,
-}
-
-impl Control {
-    pub fn new(emulator: &EmulatorHandle) -> TestResult<Control> {
-        let octocrab = octocrab::Octocrab::builder()
-            .base_uri(emulator.base_url())?
-            .build()?;
-        Ok(Control { octocrab })
-    }
-
-    async fn call(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> TestResult<Value> {
-        let mut builder = http::Request::builder().method(method.clone()).uri(path);
-        if body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let request = self.octocrab.build_request(builder, body.as_ref())?;
-        let response = self.octocrab.execute(request).await?;
-        let status = response.status();
-        let text = self.octocrab.body_to_string(response).await?;
-        if !status.is_success() {
-            return Err(format!("{method} {path}: {status}: {text}").into());
-        }
-        if text.trim().is_empty() {
-            Ok(Value::Null)
-        } else {
-            Ok(serde_json::from_str(&text)?)
-        }
-    }
-
-    /// `GET` any `/_emulator/` path.
-    pub async fn get(&self, path: &str) -> TestResult<Value> {
-        self.call(http::Method::GET, path, None).await
-    }
-
-    /// `GET /_emulator/stats`.
-    pub async fn stats(&self) -> TestResult<Value> {
-        self.call(http::Method::GET, "/_emulator/stats", None).await
-    }
-
-    /// Requests the emulator saw on one route (`"GET /user"`).
-    pub async fn requests(&self, route: &str) -> TestResult<u64> {
-        let stats = self.stats().await?;
-        Ok(stats["by_route"][route]["requests"].as_u64().unwrap_or(0))
-    }
-
-    /// Rate points spent on one route.
-    pub async fn rate_points(&self, route: &str) -> TestResult<u64> {
-        let stats = self.stats().await?;
-        Ok(stats["by_route"][route]["rate_points"]
-            .as_u64()
-            .unwrap_or(0))
-    }
-
-    pub async fn reset_stats(&self) -> TestResult {
-        self.call(http::Method::POST, "/_emulator/stats/reset", None)
-            .await
-            .map(drop)
-    }
-
-    /// `POST /_emulator/faults` with these rules.
-    pub async fn faults(&self, rules: Value) -> TestResult {
-        self.call(
-            http::Method::POST,
-            "/_emulator/faults",
-            Some(json!({"latency_ms": 0, "rules": rules})),
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn clear_faults(&self) -> TestResult {
-        self.call(http::Method::DELETE, "/_emulator/faults", None)
-            .await
-            .map(drop)
-    }
-
-    /// `POST /_emulator/rate_limit`: leave `login` with `remaining` points on `resource`.
-    pub async fn rate_limit(
-        &self,
-        login: &str,
-        resource: &str,
-        remaining: u64,
-    ) -> TestResult<Value> {
-        self.call(
-            http::Method::POST,
-            "/_emulator/rate_limit",
-            Some(json!({"login": login, "resource": resource, "remaining": remaining})),
-        )
-        .await
-    }
 }
 
 /// Runs git in `dir` with a fixed identity and none of the machine's repository variables, so
