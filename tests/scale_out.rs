@@ -227,19 +227,7 @@ async fn four_loops_finish_a_hundred_issues_once_each_within_the_slots() -> Test
                 .spawn()?,
         );
     }
-    let outputs = tokio::time::timeout(Duration::from_secs(300), async {
-        let mut outputs = Vec::new();
-        for child in loops {
-            outputs.push(child.wait_with_output().await);
-        }
-        outputs
-    })
-    .await
-    .map_err(|_| "the loops did not finish within 300 s")?;
-    for output in outputs {
-        let output = output?;
-        assert!(output.status.success(), "{}", text(&output));
-    }
+    all_succeed(loops, Duration::from_secs(300), "the loops").await?;
 
     let github = client(&fleet.emulator, crate::support::MAINTAINER, None)?;
     let mut unfinished = Vec::new();
@@ -346,19 +334,7 @@ async fn a_vanished_hosts_issues_are_recovered_by_the_others_after_the_lease_ttl
     }
     let _ = victim_loop.wait().await;
 
-    let outputs = tokio::time::timeout(Duration::from_secs(240), async {
-        let mut outputs = Vec::new();
-        for child in loops {
-            outputs.push(child.wait_with_output().await);
-        }
-        outputs
-    })
-    .await
-    .map_err(|_| "the surviving loops did not finish within 240 s")?;
-    for output in outputs {
-        let output = output?;
-        assert!(output.status.success(), "{}", text(&output));
-    }
+    all_succeed(loops, Duration::from_secs(240), "the surviving loops").await?;
 
     let github = client(&fleet.emulator, crate::support::MAINTAINER, None)?;
     let repo: crew::github::RepoSlug = "acme/widgets".parse()?;
@@ -405,5 +381,23 @@ async fn a_vanished_hosts_issues_are_recovered_by_the_others_after_the_lease_ttl
         "recovered {recovered:?} from {}; peak {peak}, per host {per_host:?}",
         victim.name
     );
+    Ok(())
+}
+
+/// Waits for every one of `loops` to exit, each successfully, within `limit`.
+async fn all_succeed(loops: Vec<tokio::process::Child>, limit: Duration, what: &str) -> TestResult {
+    let outputs = tokio::time::timeout(limit, async {
+        let mut outputs = Vec::new();
+        for child in loops {
+            outputs.push(child.wait_with_output().await);
+        }
+        outputs
+    })
+    .await
+    .map_err(|_| format!("{what} did not finish within {} s", limit.as_secs()))?;
+    for output in outputs {
+        let output = output?;
+        assert!(output.status.success(), "{}", text(&output));
+    }
     Ok(())
 }
