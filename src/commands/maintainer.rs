@@ -21,7 +21,7 @@ use crate::commands::brief::{self, Gathered};
 use crate::commands::dispatch::{self, DispatchArgs, DispatchView, Runtime};
 use crate::context::Ctx;
 use crate::error::CrewError;
-use crate::github::{Board, GitHub, GitHubConfig, LeaseWriteError, PostMode, PostedEvent};
+use crate::github::{Board, GitHub, LeaseWriteError, PostMode, PostedEvent};
 use crate::prompt::{CommentContext, Prompts};
 use crate::protocol::lease::{LeaseState, LeaseStatus};
 use crate::protocol::{Event, EventBody, EventKind, State, new_op_id, next_state};
@@ -82,7 +82,8 @@ impl Maintained {
         let settings = &ctx.settings;
         let repo = settings.require_repo()?.clone();
         let prompts = Prompts::load(settings.repo_root.as_deref())?;
-        let github = GitHub::new(GitHubConfig::from_settings(settings), None)?;
+        // The cached client: lease commits, ETags and board rows are this host's to share.
+        let github = ctx.github().await?.clone();
         let gathered =
             brief::gather_lazily(&github, ctx.cache().await?, settings, &repo, number).await?;
         Ok(Maintained {

@@ -12,9 +12,9 @@
 //!   wrote, or the status it failed to write. The next cycle retries the owed writes and writes
 //!   the status of issues whose recorded status differs from their folded state
 //!   ([`crate::schedule::repair_board`]); an issue crew never wrote is never touched. The rows
-//!   live in the repository's cache file on this host, opened by the board itself when the
-//!   client has none (the maintainer commands' and agent-side commands' clients read without
-//!   the cache, and find the same file this way). A writer elsewhere (a runner of the `actions` runtime) records
+//!   live in the client's cache: the repository's cache file on this host, which every crew
+//!   command here (dispatch, fill, the maintainer's and the agent's commands) builds its
+//!   client with. A writer elsewhere (a runner of the `actions` runtime) records
 //!   in its own cache; this host's cycle then finds its recorded status behind the folded
 //!   state and writes it once more (one mutation).
 //!
@@ -297,11 +297,6 @@ pub struct Board {
     project: Option<(ProjectConfig, String)>,
     ids: std::sync::Mutex<Option<BoardIds>>,
     labels: bool,
-    /// The repository's cache file, for the board rows when the client has no cache of its own
-    /// (a maintainer or agent-side command reads GitHub without it, but its board write must be
-    /// recorded).
-    cache_file: Option<std::path::PathBuf>,
-    cache: tokio::sync::OnceCell<Option<Cache>>,
 }
 
 impl Board {
@@ -352,15 +347,11 @@ impl Board {
 
     /// The mirrors `settings` ask for on `repo` (no request: ids are read on first use).
     pub fn new(settings: &Settings, repo: &RepoSlug) -> Board {
-        let mut board = Board::with(
+        Board::with(
             settings.config.project.clone(),
             repo,
             labels_enabled(settings),
-        );
-        if board.project.is_some() {
-            board.cache_file = settings.cache_file().ok();
-        }
-        board
+        )
     }
 
     /// A board for an explicit project (`None`: labels only) and label choice.
@@ -375,27 +366,7 @@ impl Board {
             }),
             ids: std::sync::Mutex::new(None),
             labels,
-            cache_file: None,
-            cache: tokio::sync::OnceCell::new(),
         }
-    }
-
-    /// Where the board rows are kept: the client's cache, or the repository's cache file
-    /// opened on first use (`None` when neither is at hand; then nothing is recorded).
-    async fn rows_cache<'a>(&'a self, github: &'a GitHub) -> Option<&'a Cache> {
-        if let Some(cache) = github.cache() {
-            return Some(cache);
-        }
-        let path = self.cache_file.as_ref()?;
-        self.cache
-            .get_or_init(|| async {
-                Cache::open(path)
-                    .await
-                    .inspect_err(|error| tracing::debug!("no cache for the board rows: {error}"))
-                    .ok()
-            })
-            .await
-            .as_ref()
     }
 
     /// Whether `crew:*` labels are written.
@@ -419,7 +390,9 @@ impl Board {
         };
         let name = key.name(&project.status);
         let rows = project_key(project, owner);
-        let cache = self.rows_cache(github).await;
+        // The rows live in the client's cache (every crew command on this host builds its
+        // client with it); a client without one records nothing.
+        let cache = github.cache();
         let result = self
             .write_status(github, cache, project, owner, &rows, repo, issue, name)
             .await;

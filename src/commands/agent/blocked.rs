@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx, args: &BlockedArgs) -> Result<(), CrewError> {
         return Err(CrewError::usage("the question is empty"));
     }
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     worker.fence(&github).await?;
     worker.ensure_started(ctx, &github).await?;
     let text = question.trim().to_owned();

@@ -69,7 +69,7 @@ struct Published {
 
 pub async fn run(ctx: &Ctx, args: &DoneArgs) -> Result<(), CrewError> {
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     let held = worker.fence(&github).await?;
     let issue = worker.context.issue;
     let attempt = worker.context.attempt;

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: &FailArgs) -> Result<(), CrewError> {
         return Err(CrewError::usage("the reason is empty"));
     }
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     let held = worker.fence(&github).await?;
     let issue = worker.context.issue;
     let attempt = worker.context.attempt;

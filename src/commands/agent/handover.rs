@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx, args: &HandoverArgs) -> Result<(), CrewError> {
     steps.append(&mut next_steps);
 
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     let held = worker.fence(&github).await?;
     let issue = worker.context.issue;
     let attempt = worker.context.attempt;

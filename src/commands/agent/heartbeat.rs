@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx, _args: &HeartbeatArgs) -> Result<(), CrewError> {
             );
         }
     }
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     let held = worker.fence(&github).await?;
     let renewed = github
         .renew_lease(&worker.repo, &held, now, worker.ttl)

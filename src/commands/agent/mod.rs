@@ -166,8 +166,11 @@ impl Worker {
         })
     }
 
-    /// A GitHub client for the context's API with the token from the environment.
-    pub fn github(&self) -> Result<GitHub, CrewError> {
+    /// A GitHub client for the context's API with the token from the environment, and this
+    /// host's cache of the repository when it is at hand (the same API): its lease commits,
+    /// ETags and board rows are shared with every other crew command here. Without it the
+    /// client still works, only without those savings.
+    pub async fn github(&self, ctx: &Ctx) -> Result<GitHub, CrewError> {
         let Some(Token { secret, .. }) = resolve_token(&Env::from_process(), || None) else {
             let profile = &self.context.profile;
             return Err(if self.token {
@@ -186,9 +189,20 @@ impl Worker {
                 ))
             });
         };
+        let cache = if ctx.settings.api_url == self.api_url {
+            match ctx.cache().await {
+                Ok(cache) => Some(cache.clone()),
+                Err(error) => {
+                    tracing::debug!("agent-side command without the cache: {error}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(GitHub::new(
             GitHubConfig::new(self.api_url.clone(), Some(secret)).with_timeout(self.http_timeout),
-            None,
+            cache,
         )?)
     }
 

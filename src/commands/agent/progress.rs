@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: &ProgressArgs) -> Result<(), CrewError> {
         return Err(CrewError::usage("the progress message is empty"));
     }
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     worker.fence(&github).await?;
     worker.ensure_started(ctx, &github).await?;
     let text = message.trim().to_owned();

@@ -20,7 +20,7 @@ pub struct StartArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &StartArgs) -> Result<(), CrewError> {
     let worker = Worker::locate(ctx)?;
-    let github = worker.github()?;
+    let github = worker.github(ctx).await?;
     worker.fence(&github).await?;
     let event = worker.event(worker.derived_op("started", None), EventBody::Started {});
     let posted = worker.post(&github, &event, PostMode::Resume).await?;
