@@ -9,7 +9,7 @@
 //! `.crew/supervisor.lock` while it lives ([`worker::lock`]), which is how every other crew
 //! command knows, without trusting a pid, whether the worker is still supervised.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -43,9 +43,7 @@ pub async fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<(), CrewError> {
     // until we hold the supervisor lock, a second dispatch must still see a dispatch at work,
     // even if ours was killed the moment it spawned us. Let go of it once ours is taken (or
     // refused), before any agent could inherit it.
-    let inherited = args
-        .dispatch_lock_fd
-        .and_then(|fd| lock::adopt_inherited(fd, Path::new("dispatch lock")));
+    let inherited = args.dispatch_lock_fd.and_then(lock::adopt_inherited);
     let taken = lock::take_supervisor_lock(&worktree).await;
     drop(inherited);
     let Some(lock_guard) = taken.map_err(CrewError::internal)? else {

@@ -45,7 +45,7 @@ impl HeldLock {
 /// A lock inherited from the process that started this one (descriptor `fd`, which that
 /// process left open across `exec`), taken over so it is released when dropped, and closed on
 /// any further `exec` so no grandchild keeps it. `None` when `fd` is not an open file.
-pub fn adopt_inherited(fd: std::os::fd::RawFd, path: &Path) -> Option<HeldLock> {
+pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Option<HeldLock> {
     use std::os::fd::FromRawFd;
     // Only descriptors past stdio, and only when open: never take over something else.
     // SAFETY: fcntl on any integer is sound (it fails with EBADF for a closed one).
@@ -57,10 +57,9 @@ pub fn adopt_inherited(fd: std::os::fd::RawFd, path: &Path) -> Option<HeldLock> 
     // SAFETY: the descriptor is open and was handed to this process for it to own (the
     // starter passed its number for this purpose and nothing else here uses it).
     let file = unsafe { File::from_raw_fd(fd) };
-    Some(HeldLock {
-        _file: file,
-        path: path.to_path_buf(),
-    })
+    let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .unwrap_or_else(|_| PathBuf::from(format!("inherited descriptor {fd}")));
+    Some(HeldLock { _file: file, path })
 }
 
 /// Takes the exclusive lock on `path` (creating the file and its directory) if nobody holds it:
